@@ -1,0 +1,324 @@
+"""Shared machinery of the SAM family: one two-pass step, specialised by subclasses.
+
+SAM (Foret et al., ICLR 2021, arXiv 2010.01412) and its cheap variants all run the
+same skeleton per iteration:
+
+1. decide the iteration (:meth:`SAMBase._plan`): full SAM, a subset of the batch
+   (AUSAM), or a single SGD-cost pass (vSAM, LookSAM, random schedule);
+2. first forward/backward, gradient g (local under DistributedDataParallel when a
+   second pass follows);
+3. on SAM iterations: w <- w + e with e = rho g / ||g|| (ASAM: rho T^2 g / ||T g||,
+   T = |w|), second forward/backward at w + e with running statistics frozen, giving
+   g_s; restore w exactly from one backup;
+4. hand the final gradient to the base optimizer (SGD, AdamW, ...), which shares its
+   ``param_groups`` with this wrapper, so LR schedulers and ``rho`` schedules work.
+
+Calling convention (plain PyTorch)::
+
+    loss = optimizer.step(closure, model=model)
+
+``closure`` runs the forward pass and *returns* the loss; it must not call
+``backward``: the optimizer owns the backward so that it can scale it for fp16,
+place it inside ``no_sync`` and average per-sample losses. Optimizers that train on a
+subset of the batch (``uses_sample_ids = True``) call ``closure(index)`` with the
+batch positions to evaluate and need ``sample_ids``; see :class:`~common.optim.AUSAM`.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .running_stats import frozen_running_stats
+
+
+@dataclass
+class Iteration:
+    """What one iteration does: a SAM step or not, on which rows, with which weights."""
+
+    sam: bool
+    index: Optional[Tensor] = None
+    weights: Optional[Tensor] = None
+
+
+@dataclass
+class GradGroup:
+    """The parameters of one param group that received a gradient, and those gradients."""
+
+    group: dict
+    params: List[Tensor]
+    grads: List[Tensor]
+
+
+def resolve_base_optimizer(base_optimizer) -> type:
+    """Return a ``torch.optim.Optimizer`` subclass given the class itself or its name."""
+    if isinstance(base_optimizer, str):
+        cls = getattr(torch.optim, base_optimizer, None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            names = sorted(n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
+                           and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)
+                           and n != 'Optimizer')
+            raise ValueError(f'Unknown base_optimizer {base_optimizer!r}; use one of {names} '
+                             'or pass an optimizer class.')
+        return cls
+    if isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer):
+        return base_optimizer
+    raise TypeError('base_optimizer must be a torch.optim.Optimizer subclass or its name, '
+                    f'got {base_optimizer!r}.')
+
+
+def check_rho(rho: float) -> None:
+    if not rho >= 0:
+        raise ValueError(f'rho must be >= 0 (the perturbation radius), got {rho}.')
+
+
+def _dist_world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class SAMBase(torch.optim.Optimizer):
+    """Base class of the SAM family; runs the iteration skeleton described above.
+
+    Args:
+        params: Parameters or param groups, as for any torch optimizer.
+        base_optimizer: The optimizer that applies the final gradient, as a class or as
+            the name of a class in ``torch.optim`` (e.g. ``'SGD'``, ``'AdamW'``).
+        rho: Perturbation radius, a param-group key (schedulable like ``lr``).
+        adaptive: ASAM (Kwon et al., ICML 2021): scale the perturbation by ``|w|``.
+        eps: Added to norms. Norms are computed in float32, so the default is safe
+            for fp16/bf16 gradients too.
+        check_finite: Raise ``FloatingPointError`` on a non-finite first-pass loss.
+            Costs one host synchronisation per step, so it is off by default; with a
+            ``GradScaler`` non-finite steps are always skipped instead.
+        **base_kwargs: Hyper-parameters of the base optimizer (``lr``, ``momentum``...).
+    """
+
+    #: Whether ``step`` needs ``sample_ids`` and calls ``closure(index)``.
+    uses_sample_ids = False
+
+    def __init__(self, params, base_optimizer='SGD', rho: float = 0.05, adaptive: bool = False,
+                 eps: float = 1e-12, check_finite: bool = False, **base_kwargs):
+        check_rho(rho)
+        if eps <= 0:
+            raise ValueError(f'eps must be > 0, got {eps}.')
+        super().__init__(params, dict(rho=rho, adaptive=adaptive, **base_kwargs))
+        self.base_optimizer = resolve_base_optimizer(base_optimizer)(self.param_groups, **base_kwargs)
+        self._share_base_state()
+        self.defaults.update(self.base_optimizer.defaults)
+        self.eps = eps
+        self.check_finite = check_finite
+        self._backup: List[Tensor] = []
+        self._checked_closure = False
+
+    def _share_base_state(self) -> None:
+        # One set of param groups and one state for wrapper and base optimizer.
+        self.param_groups = self.base_optimizer.param_groups
+        self.state = self.base_optimizer.state
+
+    # ------------------------------------------------------------------ public API
+    @torch.no_grad()
+    def step(self, closure: Callable[..., Tensor] = None, *, model: Optional[nn.Module] = None,
+             scaler: Optional['torch.amp.GradScaler'] = None, sample_ids: Optional[Tensor] = None,
+             before_base_step: Optional[Callable[[], None]] = None) -> Tensor:
+        """Run one iteration and return the (detached) mean loss of the first pass.
+
+        Args:
+            closure: Runs the forward pass and returns the loss (scalar, or per sample).
+                Must not call ``backward``. Subset optimizers call ``closure(index)``.
+            model: The module the closure runs (DDP-wrapped or not). Its buffers are
+                frozen during the second pass, and under DDP the first pass of a SAM
+                iteration runs inside ``model.no_sync()``. ``None`` only for models
+                without buffers outside DDP.
+            scaler: A ``torch.amp.GradScaler`` for fp16 training. Each pass is unscaled
+                before its norm; a non-finite value in either pass skips the step and
+                leaves the weights unchanged. ``scaler.update()`` is called here.
+            sample_ids: Stable ids of the batch's samples (subset optimizers; the
+                others ignore them).
+            before_base_step: Called with the final gradient in ``.grad`` right before
+                the base optimizer steps (e.g. gradient clipping).
+        """
+        if closure is None:
+            raise TypeError(f'{type(self).__name__}.step needs a closure that returns the loss; '
+                            'see the README for the calling convention.')
+        plan = self._plan(sample_ids)
+        args = () if plan.index is None else (plan.index,)
+        self.zero_grad(set_to_none=True)
+        loss = self._forward_backward(closure, args, model, scaler, plan, local=plan.sam)
+        groups = self._grad_groups()
+        found_inf = self._unscale(groups, scaler)
+        if plan.sam:
+            self._before_perturb(groups)
+            self._perturb(groups)
+            with frozen_running_stats(model):
+                loss_after = self._forward_backward(closure, args, model, scaler, plan, local=False)
+            found_inf = self._unscale(groups, scaler, found_inf)
+            finite = self._is_finite(found_inf)
+            torch._foreach_copy_(self._backup_params, self._backup)
+            if finite:
+                self._after_sam_step(groups, plan, loss, loss_after)
+        else:
+            finite = self._is_finite(found_inf)
+            if finite:
+                self._non_sam_step(groups)
+        if finite:
+            if before_base_step is not None:
+                before_base_step()
+            self.base_optimizer.step()
+        if scaler is not None:
+            self._update_scaler(scaler, found_inf)
+        self._end_iteration(plan)
+        return loss.mean()
+
+    # ---------------------------------------------------------- subclass hooks
+    def _plan(self, sample_ids: Optional[Tensor]) -> Iteration:
+        """Decide the iteration before its first pass (host-side, same on every rank)."""
+        return Iteration(sam=True)
+
+    def _before_perturb(self, groups: List[GradGroup]) -> None:
+        """Called with g in ``.grad`` before it is turned into the perturbation."""
+
+    def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss: Tensor,
+                        loss_after: Tensor) -> None:
+        """Called with g_s in ``.grad`` and w restored, before the base step."""
+
+    def _non_sam_step(self, groups: List[GradGroup]) -> None:
+        """Called with g in ``.grad`` on iterations without a second pass."""
+
+    def _end_iteration(self, plan: Iteration) -> None:
+        """Called last in every iteration (counters, schedules)."""
+
+    def _extra_state(self) -> dict:
+        """State of the subclass that must survive a checkpoint."""
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        pass
+
+    # ------------------------------------------------------------ the two passes
+    def _forward_backward(self, closure, args, model, scaler, plan: Iteration, local: bool) -> Tensor:
+        no_sync = getattr(model, 'no_sync', None) if local and _dist_world() > 1 else None
+        with torch.enable_grad(), (no_sync() if no_sync is not None else nullcontext()):
+            loss = closure(*args)
+            self._check_loss(loss, plan)
+            objective = loss.mean() if plan.weights is None else (loss * plan.weights).mean()
+            if self.check_finite and scaler is None and not torch.isfinite(objective):
+                raise FloatingPointError(
+                    f'{type(self).__name__}: the loss is not finite ({objective.item()}). Lower the '
+                    'learning rate or rho, or use a GradScaler to skip such steps.')
+            (scaler.scale(objective) if scaler is not None else objective).backward()
+        return loss.detach()
+
+    def _check_loss(self, loss, plan: Iteration) -> None:
+        name = type(self).__name__
+        if not isinstance(loss, Tensor):
+            raise TypeError(f'{name}: the closure must return the loss as a tensor, got '
+                            f'{type(loss).__name__}.')
+        if not self._checked_closure:
+            if any(p.grad is not None for g in self.param_groups for p in g['params']):
+                raise RuntimeError(f'{name}: the closure called backward(). Return the loss '
+                                   'instead: the optimizer runs backward itself.')
+            self._checked_closure = True
+        if not loss.requires_grad:
+            raise RuntimeError(f'{name}: the loss returned by the closure has no gradient '
+                               '(computed under torch.no_grad() or detached?).')
+        if plan.index is not None and loss.shape != plan.index.shape:
+            raise ValueError(
+                f'{name} needs per-sample losses: closure(index) must return a tensor of shape '
+                f'[{plan.index.numel()}] (one loss per selected sample, e.g. '
+                f"cross_entropy(..., reduction='none')), got shape {tuple(loss.shape)}.")
+
+    def _grad_groups(self) -> List[GradGroup]:
+        groups = []
+        for group in self.param_groups:
+            params = [p for p in group['params'] if p.grad is not None]
+            if params:
+                groups.append(GradGroup(group, params, [p.grad for p in params]))
+        if not groups:
+            raise RuntimeError(f'{type(self).__name__}: no parameter received a gradient; does the '
+                               "closure's loss depend on the optimizer's parameters?")
+        return groups
+
+    # ------------------------------------------------------------- perturbation
+    def _perturbation_norm(self, groups: List[GradGroup]) -> Tensor:
+        """||g|| (SAM) or ||T g|| with T = |w| (ASAM), over all tensors, in float32."""
+        norms = []
+        for g in groups:
+            grads = g.grads
+            if g.group['adaptive']:
+                grads = torch._foreach_mul(torch._foreach_abs(g.params), g.grads)
+            norms.extend(torch._foreach_norm(grads, 2, dtype=torch.float32))
+        return torch.linalg.vector_norm(torch.stack(norms))
+
+    def _perturb(self, groups: List[GradGroup]) -> None:
+        """w <- w + e, e = rho g / (||g|| + eps) or rho T^2 g / (||T g|| + eps).
+
+        e is built in place in ``.grad`` (g is consumed), the gradients are then zeroed
+        so that the second backward writes g_s into the same tensors.
+        """
+        norm = self._perturbation_norm(groups)
+        params = [p for g in groups for p in g.params]
+        self._backup_params = params
+        if len(self._backup) != len(params) or any(
+                b.shape != p.shape or b.dtype != p.dtype for b, p in zip(self._backup, params)):
+            self._backup = [torch.empty_like(p) for p in params]
+        torch._foreach_copy_(self._backup, params)
+        inv_norm = (norm + self.eps).reciprocal()
+        for g in groups:
+            if g.group['adaptive']:
+                abs_w = torch._foreach_abs(g.params)
+                torch._foreach_mul_(g.grads, abs_w)
+                torch._foreach_mul_(g.grads, abs_w)
+            torch._foreach_mul_(g.grads, inv_norm * g.group['rho'])
+            torch._foreach_add_(g.params, g.grads)
+            torch._foreach_zero_(g.grads)
+
+    # ---------------------------------------------------------- mixed precision
+    @staticmethod
+    def _unscale(groups: List[GradGroup], scaler, found_inf: Optional[Tensor] = None):
+        """Unscale this pass's gradients in place; accumulate the non-finite flag."""
+        if scaler is None:
+            return None
+        grads = [t for g in groups for t in g.grads]
+        if found_inf is None:
+            found_inf = torch.zeros(1, device=grads[0].device)
+        inv_scale = scaler._scale.double().reciprocal().float().to(grads[0].device)
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv_scale)
+        return found_inf
+
+    @staticmethod
+    def _is_finite(found_inf: Optional[Tensor]) -> bool:
+        return True if found_inf is None else not bool(found_inf.item())
+
+    def _update_scaler(self, scaler, found_inf: Tensor) -> None:
+        # GradScaler.update() reads the flags recorded per optimizer by unscale_();
+        # record ours (both passes) so that it backs off or grows as usual.
+        scaler._per_optimizer_states[id(self)]['found_inf_per_device'] = {found_inf.device: found_inf}
+        scaler.update()
+
+    # -------------------------------------------------------------- state dict
+    def state_dict(self) -> dict:
+        """The base optimizer's state dict plus this optimizer's own state under ``'sam'``."""
+        state = self.base_optimizer.state_dict()
+        state['sam'] = self._extra_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        extra = state_dict.pop('sam', None)
+        if extra is None:
+            raise KeyError(f'{type(self).__name__}.load_state_dict: no "sam" entry; this state '
+                           'dict was not saved by a SAM-family optimizer.')
+        self.base_optimizer.load_state_dict(state_dict)
+        self._share_base_state()
+        self._load_extra_state(extra)
+
+    def _param_index(self) -> dict:
+        """Position of each parameter in the flattened param groups (checkpoint keys)."""
+        return {id(p): i for i, p in enumerate(p for g in self.param_groups for p in g['params'])}
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(base={self.base_optimizer!r})'

@@ -1,0 +1,248 @@
+"""vSAM: effective gradient sample size via variation estimation (arXiv 2403.08821).
+
+The SAM gradient decomposes as g_s = g + PSF, PSF ~ rho H g / ||g|| (the projection of
+the second-order gradient onto the first-order one), which changes slowly. vSAM runs
+SAM on floor(base_sr) iterations of every window of K iterations and, on the others,
+reuses the last PSF with weight beta^k for the k-th iteration after a SAM step
+(k = 1..6), then plain g. base_sr follows the relative variation of r = ||PSF|| / ||g||
+and of v, the mean within-block variance of the sorted ||PSF|| buffer:
+
+    base_sr <- clip(base_sr (1 + a1 rho_r + a2 rho_v), 1, floor(K max_p)),
+    rho_x = clip(mean_i (x_{i+1} - x_i) / (x_i + eps), -1, 1).
+
+Norms are taken over the last ``stat_tensors`` parameter tensors. Statistics live in
+device ring buffers and reach the host once per window (the only host sync).
+Memory: PSF plus the parameter backup (the authors' code keeps four copies).
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .base import GradGroup, Iteration, SAMBase
+from .schedule_rng import SharedRandom
+
+
+def relative_trend(values: List[float], eps: float) -> float:
+    """clip(mean_i (x_{i+1} - x_i) / (x_i + eps), -1, 1); 0 with fewer than two values."""
+    if len(values) < 2:
+        return 0.0
+    rel = [(b - a) / (a + eps) for a, b in zip(values[:-1], values[1:])]
+    return max(-1.0, min(1.0, sum(rel) / len(rel)))
+
+
+def block_variance(values: Tensor, blocks: int) -> Tensor:
+    """Mean over ``blocks`` contiguous blocks of the sorted values of each block's unbiased variance."""
+    parts = torch.tensor_split(torch.sort(values).values, blocks)
+    return torch.stack([part.var(unbiased=True) for part in parts]).mean()
+
+
+class _Ring:
+    """A fixed-size ring of scalars on the device, read in time order on the host."""
+
+    def __init__(self, size: int, device):
+        self.data = torch.zeros(size, device=device)
+        self.pos = 0
+        self.filled = 0
+
+    def push(self, value: Tensor) -> None:
+        self.data[self.pos] = value
+        self.pos = (self.pos + 1) % self.data.numel()
+        self.filled = min(self.filled + 1, self.data.numel())
+
+    def ordered(self) -> Tensor:
+        size = self.data.numel()
+        order = [(self.pos - self.filled + i) % size for i in range(self.filled)]
+        return self.data[order]
+
+    def state_dict(self) -> dict:
+        return dict(data=self.data, pos=self.pos, filled=self.filled)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.data.copy_(state['data'])
+        self.pos, self.filled = state['pos'], state['filled']
+
+
+class VSAM(SAMBase):
+    """SAM on the iterations that need it, chosen from the variation of PSF.
+
+    Args:
+        beta: Decay of the reused PSF, in (0, 1).
+        reuse_steps: Iterations after a SAM step that reuse PSF (beta^1 .. beta^6).
+        window: K, iterations per window.
+        max_p: Largest SAM share of a window, in (0, 1].
+        a1, a2: Gains of the r and v trends (authors' script: 0.13).
+        blocks: Blocks of the sorted ||PSF|| buffer for the variance estimate.
+        stat_tensors: Number of last parameter tensors the norms are taken over
+            (``None``: all).
+        warmup_steps: Iterations that are all SAM at the start (spec: 3 epochs).
+        fixed_rate: If set, a constant SAM share per window (no adaptation), for
+            comparisons at a fixed cost.
+        seed: Seed of the schedule's random stream (rank 0's is used on all ranks).
+        Other arguments as in :class:`~common.optim.base.SAMBase`.
+    """
+
+    def __init__(self, params, base_optimizer='SGD', rho: float = 0.05, *, beta: float = 0.7,
+                 reuse_steps: int = 6, window: int = 50, max_p: float = 0.8, a1: float = 0.13,
+                 a2: float = 0.13, blocks: int = 5, stat_tensors: Optional[int] = 10,
+                 warmup_steps: int = 0, fixed_rate: Optional[float] = None,
+                 seed: Optional[int] = None, **kwargs):
+        if not 0 < beta < 1:
+            raise ValueError(f'beta must be in (0, 1) (decay of the reused PSF), got {beta}.')
+        if window < 1 or reuse_steps < 0 or blocks < 1 or warmup_steps < 0:
+            raise ValueError('need window >= 1, reuse_steps >= 0, blocks >= 1 and warmup_steps >= 0; '
+                             f'got {window}, {reuse_steps}, {blocks}, {warmup_steps}.')
+        if not 0 < max_p <= 1:
+            raise ValueError(f'max_p must be in (0, 1], got {max_p}.')
+        if fixed_rate is not None and not 0 < fixed_rate <= 1:
+            raise ValueError(f'fixed_rate must be None or in (0, 1], got {fixed_rate}.')
+        if stat_tensors is not None and stat_tensors < 1:
+            raise ValueError(f'stat_tensors must be None or >= 1, got {stat_tensors}.')
+        super().__init__(params, base_optimizer, rho=rho, **kwargs)
+        self.beta, self.reuse_steps, self.window, self.max_p = beta, reuse_steps, window, max_p
+        self.a1, self.a2, self.blocks, self.stat_tensors = a1, a2, blocks, stat_tensors
+        self.warmup_steps, self.fixed_rate = warmup_steps, fixed_rate
+        self.max_sr = max(1, math.floor(window * max_p))
+        self.base_sr = 1.0 if fixed_rate is None else min(max(fixed_rate * window, 1.0), window)
+        self.rng = SharedRandom(seed)
+        device = self.param_groups[0]['params'][0].device
+        self.psf_norms = _Ring(window, device)
+        self.ratios = _Ring(window, device)
+        self.variances = _Ring(window, device)
+        self.iteration = 0
+        self.window_sam = 0          # SAM iterations so far in the current window
+        self.reuse_count = 0         # non-SAM iterations since the last SAM step
+        self.sam_iterations = 0
+        self.rate_history: List[float] = []   # base_sr / K at each window start
+        self._psf: List[Tensor] = []
+        self._psf_params: List[Tensor] = []
+        self._grad_norm: Optional[Tensor] = None
+
+    # -------------------------------------------------------------- schedule
+    def _in_warmup(self) -> bool:
+        return self.iteration < self.warmup_steps
+
+    def _plan(self, sample_ids) -> Iteration:
+        if self._in_warmup():
+            return Iteration(sam=True)
+        pos = (self.iteration - self.warmup_steps) % self.window
+        if pos == 0:
+            self._start_window()
+        quota = math.floor(self.base_sr)
+        u = self.rng.uniform()
+        catch_up = self.window - pos <= quota - self.window_sam
+        sam = (self.window_sam < quota and u < self.base_sr / self.window) or catch_up
+        self.window_sam += int(sam)
+        return Iteration(sam=sam)
+
+    def _start_window(self) -> None:
+        """Adapt base_sr from the trends of r and v (one host sync per window)."""
+        if self.fixed_rate is None:
+            rho_r = relative_trend(self.ratios.ordered().tolist(), self.eps_stat)
+            rho_v = relative_trend(self.variances.ordered().tolist(), self.eps_stat)
+            base_sr = self.base_sr * (1 + self.a1 * rho_r + self.a2 * rho_v)
+            self.base_sr = _broadcast_float(min(max(base_sr, 1.0), float(self.max_sr)))
+        self.window_sam = 0
+        self.rate_history.append(self.base_sr / self.window)
+
+    eps_stat = 1e-12
+
+    # ---------------------------------------------------------- SAM iteration
+    def _stat_norm(self, tensors: List[Tensor]) -> Tensor:
+        last = tensors if self.stat_tensors is None else tensors[-self.stat_tensors:]
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(last, 2, dtype=torch.float32)))
+
+    def _before_perturb(self, groups: List[GradGroup]) -> None:
+        params = [p for g in groups for p in g.params]
+        grads = [t for g in groups for t in g.grads]
+        if len(self._psf) != len(params) or any(a is not b for a, b in zip(self._psf_params, params)):
+            self._psf = [torch.empty_like(t) for t in grads]
+            self._psf_params = params
+        torch._foreach_copy_(self._psf, grads)   # PSF buffer holds g until g_s arrives
+        self._grad_norm = self._stat_norm(grads)
+
+    def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss, loss_after) -> None:
+        grads = [t for g in groups for t in g.grads]
+        torch._foreach_sub_(self._psf, grads)    # g - g_s
+        torch._foreach_neg_(self._psf)           # PSF = g_s - g
+        _all_reduce_mean(self._psf)               # g is rank-local: average PSF over ranks
+        psf_norm = self._stat_norm(self._psf)
+        self.psf_norms.push(psf_norm)
+        self.ratios.push(psf_norm / (self._grad_norm + self.eps_stat))
+        if self.psf_norms.filled >= 2 * self.blocks:
+            self.variances.push(block_variance(self.psf_norms.ordered(), self.blocks))
+        self.reuse_count = 0
+        self.sam_iterations += 1
+
+    def _non_sam_step(self, groups: List[GradGroup]) -> None:
+        if not self._psf or self.reuse_count >= self.reuse_steps:
+            return
+        self.reuse_count += 1
+        params = [p for g in groups for p in g.params]
+        grads = [t for g in groups for t in g.grads]
+        psf = self._psf
+        if len(params) != len(self._psf_params) or any(a is not b for a, b in zip(params, self._psf_params)):
+            by_param = {id(p): t for p, t in zip(self._psf_params, self._psf)}
+            pairs = [(g, by_param[id(p)]) for p, g in zip(params, grads) if id(p) in by_param]
+            grads, psf = [g for g, _ in pairs], [t for _, t in pairs]
+        torch._foreach_add_(grads, psf, alpha=self.beta ** self.reuse_count)
+
+    def _end_iteration(self, plan: Iteration) -> None:
+        self.iteration += 1
+
+    # ------------------------------------------------------------ statistics
+    def statistics(self) -> dict:
+        """Current SAM rate (base_sr / K), the realised SAM share and the window count."""
+        return dict(sam_rate=self.base_sr / self.window,
+                    sam_share=self.sam_iterations / max(self.iteration, 1),
+                    base_sr=self.base_sr, windows=float(len(self.rate_history)))
+
+    # ------------------------------------------------------------ checkpoint
+    def _extra_state(self) -> dict:
+        index = self._param_index()
+        return dict(psf={index[id(p)]: t for p, t in zip(self._psf_params, self._psf)},
+                    iteration=self.iteration, window_sam=self.window_sam,
+                    reuse_count=self.reuse_count, sam_iterations=self.sam_iterations,
+                    base_sr=self.base_sr, rate_history=list(self.rate_history),
+                    rng=self.rng.state_dict(), psf_norms=self.psf_norms.state_dict(),
+                    ratios=self.ratios.state_dict(), variances=self.variances.state_dict())
+
+    def _load_extra_state(self, state: dict) -> None:
+        params = [p for g in self.param_groups for p in g['params']]
+        order = sorted(state['psf'])
+        self._psf_params = [params[i] for i in order]
+        self._psf = [state['psf'][i].to(params[i].device, params[i].dtype).clone() for i in order]
+        for key in ('iteration', 'window_sam', 'reuse_count', 'sam_iterations', 'base_sr'):
+            setattr(self, key, state[key])
+        self.rate_history = list(state['rate_history'])
+        self.rng.load_state_dict(state['rng'])
+        for key in ('psf_norms', 'ratios', 'variances'):
+            getattr(self, key).load_state_dict(state[key])
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce_mean(tensors: List[Tensor]) -> None:
+    """Average a list of tensors over ranks in one flat all-reduce."""
+    if not _distributed() or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    torch._foreach_copy_(tensors, [f.view_as(t) for f, t in zip(flat.split([t.numel() for t in tensors]), tensors)])
+
+
+def _broadcast_float(value: float) -> float:
+    """Rank 0's value on every rank, so that all ranks follow the same schedule."""
+    if not _distributed():
+        return value
+    device = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
