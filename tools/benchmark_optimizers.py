@@ -1,0 +1,311 @@
+"""Training throughput of SGD and the SAM family, side by side, on a CIFAR ResNet-18.
+
+What it measures, for each optimizer, on one fixed synthetic batch (random 3x32x32
+images, 10 classes; the data does not matter for speed):
+
+* images/s of full training steps (``opt.step``), median and min-max over repeats;
+* the ratio to plain SGD (one forward/backward + ``torch.optim.SGD.step``);
+* the forward/backward work actually run: sample-passes per step in units of the
+  batch (SAM 2, AUSAM at alpha 0.5 about 1, schedule-based ones in between), counted
+  by a closure that records every call and the batch rows it evaluated;
+* the optimizer's own overhead: step time minus the time of the passes it ran, where
+  a plain forward+backward on the full batch and on half the batch (AUSAM's subset)
+  is timed in the same run, before and after the optimizers (other subset sizes are
+  interpolated linearly); reported as % of the step time, SGD's own included;
+* peak memory: ``torch.cuda.max_memory_allocated`` per optimizer on CUDA; on CPU the
+  process's max RSS (process-wide and monotone, so only its increase is informative).
+
+All SAM-family optimizers wrap SGD (lr 0.05, momentum 0.9, weight decay 5e-4) with
+their class defaults, except: AUSAM/UniformSubsetSAM alpha 0.5 (at epoch 1, epoch 0
+being plain SAM), VSAM adaptive with ``warmup_steps=0`` (its schedule starts at one
+SAM step per window of 50, so a short benchmark shows its early, cheap regime), VSAM
+at a fixed SAM share (``--fixed-rate``), LookSAM k=5, RandomScheduleSAM p=0.5.
+
+Run::
+
+    python tools/benchmark_optimizers.py                          # all, CUDA if available
+    python tools/benchmark_optimizers.py --device cpu --iters 3 --repeats 3
+    python tools/benchmark_optimizers.py --optimizers SGD SAM AUSAM VSAM-fixed \\
+        --amp --channels-last --json bench.json --markdown bench.md
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.optim import AUSAM, SAM, VSAM, LookSAM, RandomScheduleSAM, UniformSubsetSAM  # noqa: E402
+
+OPTIMIZERS = ['SGD', 'SAM', 'AUSAM', 'VSAM', 'VSAM-fixed', 'LookSAM', 'UniformSubsetSAM',
+              'RandomScheduleSAM']
+
+
+# ---------------------------------------------------------------------- the model
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet18_cifar(num_classes: int = 10) -> nn.Module:
+    """ResNet-18, CIFAR variant: 3x3 stride-1 stem, no max-pool, 4 stages of 2 blocks."""
+    layers, cin = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)], 64
+    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+        cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+
+
+# ------------------------------------------------------------------ optimizers
+def build_optimizer(name: str, params, args):
+    """The optimizer ``name`` over ``params``, all on the same SGD base settings."""
+    base = dict(lr=0.05, momentum=0.9, weight_decay=5e-4)
+    if name == 'SGD':
+        return torch.optim.SGD(params, **base)
+    subset = dict(num_samples=args.batch_size, alpha=0.5, seed=0)
+    cls, kwargs = {
+        'SAM': (SAM, {}),
+        'AUSAM': (AUSAM, subset),
+        'VSAM': (VSAM, dict(warmup_steps=0, seed=0)),
+        'VSAM-fixed': (VSAM, dict(warmup_steps=0, fixed_rate=args.fixed_rate, seed=0)),
+        'LookSAM': (LookSAM, dict(k=5)),
+        'UniformSubsetSAM': (UniformSubsetSAM, subset),
+        'RandomScheduleSAM': (RandomScheduleSAM, dict(sam_prob=0.5, seed=0)),
+    }[name]
+    opt = cls(params, 'SGD', **kwargs, **base)
+    if hasattr(opt, 'set_epoch'):
+        opt.set_epoch(1)  # epoch 0 would train on the whole batch (plain SAM)
+    return opt
+
+
+# ---------------------------------------------------------------------- timing
+def timed(fn, n: int, device: torch.device) -> float:
+    """Seconds taken by ``n`` calls of ``fn`` (CUDA events on GPU, perf_counter on CPU)."""
+    if device.type == 'cuda':
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        for _ in range(n):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return time.perf_counter() - t0
+
+
+def measure(fn, args, bar, counts=None):
+    """Warm up, then time ``args.repeats`` runs of ``args.iters`` calls.
+
+    Returns:
+        A list with, per repeat, the mean seconds per call and the passes counted in
+        ``counts`` during that repeat (a ``Counter`` of rows -> number of passes).
+    """
+    for _ in range(args.warmup):
+        fn()
+        bar.update()
+    runs = []
+    for _ in range(args.repeats):
+        if counts is not None:
+            counts.clear()
+        seconds = timed(fn, args.iters, args.device)
+        runs.append((seconds / args.iters, collections.Counter(counts or {})))
+        bar.update(args.iters)
+    return runs
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak CUDA memory since the last reset, or the process's max RSS on CPU (MiB)."""
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == 'darwin' else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+# ------------------------------------------------------------------------ main
+def parse_args():
+    cuda = torch.cuda.is_available()
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if cuda else 'cpu')
+    p.add_argument('--batch-size', type=int, default=128)
+    p.add_argument('--warmup', type=int, default=None, help='warm-up iterations (3 on cpu, 10 on cuda)')
+    p.add_argument('--iters', type=int, default=None, help='timed iterations per repeat (5 on cpu, 50 on cuda)')
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--optimizers', nargs='+', choices=OPTIMIZERS, default=OPTIMIZERS)
+    p.add_argument('--fixed-rate', type=float, default=0.5, help='SAM share of VSAM-fixed')
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--amp', action='store_true', help='bf16 autocast')
+    p.add_argument('--json', type=Path, help='write results, configuration and environment here')
+    p.add_argument('--markdown', type=Path, help='write the table here')
+    args = p.parse_args()
+    gpu = args.device == 'cuda'
+    args.warmup = (10 if gpu else 3) if args.warmup is None else args.warmup
+    args.iters = (50 if gpu else 5) if args.iters is None else args.iters
+    if args.batch_size < 2 or args.iters < 1 or args.repeats < 1 or args.warmup < 0:
+        p.error('need --batch-size >= 2, --iters >= 1, --repeats >= 1, --warmup >= 0')
+    args.device = torch.device(args.device)
+    return args
+
+
+def main():
+    args = parse_args()
+    device, batch, half = args.device, args.batch_size, args.batch_size // 2
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, generator=gen).to(device, memory_format=fmt)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    ids = torch.arange(batch)  # stable sample ids, on the CPU like a data loader's
+    half_index = torch.randperm(batch, generator=gen)[:half].to(device)
+
+    def make_model():
+        torch.manual_seed(0)
+        return resnet18_cifar().to(device, memory_format=fmt).train()
+
+    def make_closure(model, counts):
+        """Forward pass returning the loss (per sample for a subset); counts its rows."""
+        def closure(index=None):
+            xb, yb = (x, y) if index is None else (x[index], y[index])
+            counts[yb.shape[0]] += 1
+            with torch.autocast(device.type, torch.bfloat16) if args.amp else nullcontext():
+                return F.cross_entropy(model(xb), yb, reduction='mean' if index is None else 'none')
+        return closure
+
+    def free_memory():
+        gc.collect()
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def time_passes(tag):
+        """Per-repeat seconds of a plain forward+backward on the full and the half batch."""
+        model = make_model()
+        closure = make_closure(model, collections.Counter())
+        times = {}
+        for rows, index in [(batch, None), (half, half_index)]:
+            bar.set_description(f'fwd+bwd {rows} rows ({tag})')
+            def one_pass():
+                model.zero_grad(set_to_none=True)
+                closure(index).mean().backward()
+            times[rows] = [t for t, _ in measure(one_pass, args, bar)]
+        return times
+
+    def time_optimizer(name):
+        """Per-repeat (seconds per step, passes run), peak memory and the optimizer's statistics."""
+        free_memory()
+        bar.set_description(name)
+        model, counts = make_model(), collections.Counter()
+        closure = make_closure(model, counts)
+        opt = build_optimizer(name, model.parameters(), args)
+        if name == 'SGD':
+            def step():
+                opt.zero_grad(set_to_none=True)
+                closure().backward()
+                opt.step()
+        else:
+            sample_ids = dict(sample_ids=ids) if opt.uses_sample_ids else {}
+            def step():
+                opt.step(closure, model=model, **sample_ids)
+        runs = measure(step, args, bar, counts)
+        return runs, peak_memory_mib(device), getattr(opt, 'statistics', dict)()
+
+    # The reference passes are timed before and after the optimizers (drift shows as a
+    # difference); the overhead uses the median of both.
+    bar = tqdm(total=(args.warmup + args.repeats * args.iters) * (4 + len(args.optimizers)),
+               unit='it', dynamic_ncols=True)
+    before = time_passes('before')
+    timings = {name: time_optimizer(name) for name in args.optimizers}
+    free_memory()
+    after = time_passes('after')
+    bar.close()
+    pass_time = {rows: statistics.median(before[rows] + after[rows]) for rows in (batch, half)}
+
+    def passes_seconds(counts):
+        slope = (pass_time[batch] - pass_time[half]) / (batch - half)
+        return sum(n * (pass_time[half] + (rows - half) * slope) for rows, n in counts.items())
+
+    results, steps = {}, args.iters * args.repeats
+    for name, (runs, memory, stats) in timings.items():
+        step_s = [t for t, _ in runs]
+        imgs = [batch / t for t in step_s]
+        overhead = [t - passes_seconds(c) / args.iters for t, c in runs]
+        total = sum((c for _, c in runs), collections.Counter())
+        results[name] = dict(
+            images_per_s=imgs, median=statistics.median(imgs), min=min(imgs), max=max(imgs),
+            step_ms=[1e3 * t for t in step_s],
+            sample_passes_per_step=sum(r * n for r, n in total.items()) / batch / steps,
+            calls_per_step=sum(total.values()) / steps, rows_histogram={str(r): n for r, n in total.items()},
+            overhead_ms=1e3 * statistics.median(overhead),
+            overhead_pct=statistics.median(100 * o / t for o, t in zip(overhead, step_s)),
+            peak_memory_mib=memory, statistics=stats)
+
+    sgd = results.get('SGD', {}).get('median')
+
+    def ms(seconds):
+        return f'{1e3 * seconds:.1f}'
+
+    mem = 'peak CUDA MiB' if device.type == 'cuda' else 'max RSS MiB (process)'
+    lines = [f'| optimizer | images/s (median) | min-max | vs SGD | sample-passes/step | overhead | {mem} |',
+             '|---|---:|---:|---:|---:|---:|---:|']
+    for name, r in results.items():
+        label = f'VSAM (fixed {args.fixed_rate:g})' if name == 'VSAM-fixed' else name
+        ratio = f'{r["median"] / sgd:.2f}x' if sgd else '-'
+        lines.append(f'| {label} | {r["median"]:.1f} | {r["min"]:.1f}-{r["max"]:.1f} | {ratio} | '
+                     f'{r["sample_passes_per_step"]:.2f} | {r["overhead_ms"]:.1f} ms ({r["overhead_pct"]:.1f}%) '
+                     f'| {r["peak_memory_mib"]:.0f} |')
+    device_name = torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or platform.machine())
+    lines += ['', f'ResNet-18 (CIFAR), batch {batch}, {device_name}, amp={args.amp}, '
+              f'channels_last={args.channels_last}, {args.repeats} x {args.iters} timed iterations after '
+              f'{args.warmup} warm-up. Plain fwd+bwd (median; before / after the optimizers): full batch '
+              f'{ms(pass_time[batch])} ms ({ms(statistics.median(before[batch]))} / '
+              f'{ms(statistics.median(after[batch]))}), half batch {ms(pass_time[half])} ms '
+              f'({ms(statistics.median(before[half]))} / {ms(statistics.median(after[half]))}). '
+              'Overhead = step time - passes run x pass time, as % of the step time.']
+    table = '\n'.join(lines)
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table + '\n')
+    if args.json:
+        config = {k: str(v) if isinstance(v, (Path, torch.device)) else v for k, v in vars(args).items()}
+        env = dict(torch=torch.__version__, cuda=torch.version.cuda, device=device_name,
+                   cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                   python=platform.python_version(), platform=platform.platform(),
+                   date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'))
+        args.json.write_text(json.dumps(dict(config=config, environment=env,
+                                             pass_ms={str(k): 1e3 * v for k, v in pass_time.items()},
+                                             pass_ms_before={str(k): [1e3 * t for t in v] for k, v in before.items()},
+                                             pass_ms_after={str(k): [1e3 * t for t in v] for k, v in after.items()},
+                                             results=results), indent=2) + '\n')
+
+
+if __name__ == '__main__':
+    main()
