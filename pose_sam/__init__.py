@@ -1,1 +1,1 @@
-
+"""SAM/AUSAM/vSAM for MMPose top-down pose estimation."""

@@ -1,0 +1,13 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both set up ./.venv first
+# (idempotent: seconds when nothing changed; see tools/setup_env.py).
+PY := .venv/bin/python
+
+.PHONY: setup demo test
+setup:
+	python3 tools/setup_env.py
+
+demo: setup
+	$(PY) tools/demo_digits.py
+
+test: setup
+	$(PY) -m pytest
