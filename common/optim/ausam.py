@@ -40,6 +40,7 @@ class AUSAM(SAMBase):
 
     Args:
         num_samples: Size of the training set; ids must lie in ``[0, num_samples)``.
+            Required, but may be ``None`` if :meth:`set_num_samples` is called later.
         alpha: Share of the batch trained on, in (0, 1].
         f_min, f_max: Range the ADLPs of a batch are mapped onto before normalising.
         ramp_epochs: Epochs over which the upper end ramps from ``f_min`` to ``f_max``
@@ -60,15 +61,13 @@ class AUSAM(SAMBase):
 
     uses_sample_ids = True
 
-    def __init__(self, params, base_optimizer='SGD', rho: float = 0.1, *, num_samples: int,
+    def __init__(self, params, base_optimizer='SGD', rho: float = 0.1, *, num_samples: Optional[int],
                  alpha: float = 0.5, f_min: float = 0.1, f_max: float = 0.5,
                  ramp_epochs: float = 30, importance_weighted: bool = False,
                  dlp_momentum: Optional[float] = None, uniform: bool = False,
                  seed: Optional[int] = None, **kwargs):
         if not 0 < alpha <= 1:
             raise ValueError(f'alpha must be in (0, 1] (the share of the batch trained on), got {alpha}.')
-        if not (isinstance(num_samples, int) and num_samples > 0):
-            raise ValueError(f'num_samples must be a positive int (the training-set size), got {num_samples!r}.')
         if not 0 < f_min <= f_max:
             raise ValueError(f'need 0 < f_min <= f_max, got f_min={f_min}, f_max={f_max}.')
         if ramp_epochs < 0:
@@ -76,14 +75,13 @@ class AUSAM(SAMBase):
         if dlp_momentum is not None and not 0 < dlp_momentum < 1:
             raise ValueError(f'dlp_momentum must be None or in (0, 1), got {dlp_momentum}.')
         super().__init__(params, base_optimizer, rho=rho, **kwargs)
-        self.num_samples, self.alpha = num_samples, alpha
+        self.alpha = alpha
         self.f_min, self.f_max, self.ramp_epochs = f_min, f_max, ramp_epochs
         self.importance_weighted, self.dlp_momentum, self.uniform = importance_weighted, dlp_momentum, uniform
         device = self.param_groups[0]['params'][0].device
-        # The table: sum of DLP, number of observations, ADLP (1 until first observed).
-        self.dlp_sum = torch.zeros(num_samples, device=device)
-        self.dlp_count = torch.zeros(num_samples, device=device)
-        self.adlp = torch.ones(num_samples, device=device)
+        self.num_samples = None
+        if num_samples is not None:
+            self.set_num_samples(num_samples)
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self.seed = seed
@@ -91,6 +89,23 @@ class AUSAM(SAMBase):
         self._rank_seeded = False
         self.epoch = 0
         self.last_subset_size = 0
+
+    def set_num_samples(self, num_samples: int) -> None:
+        """Allocate the table for a training set of ``num_samples`` (ids in [0, num_samples)).
+
+        ``num_samples=None`` at construction defers this to a caller that learns the data
+        set size later (the MMEngine hook does).
+        """
+        if not (isinstance(num_samples, int) and num_samples > 0):
+            raise ValueError(f'num_samples must be a positive int (the training-set size), got {num_samples!r}.')
+        if num_samples == self.num_samples:
+            return
+        device = self.param_groups[0]['params'][0].device
+        self.num_samples = num_samples
+        # The table: sum of DLP, number of observations, ADLP (1 until first observed).
+        self.dlp_sum = torch.zeros(num_samples, device=device)
+        self.dlp_count = torch.zeros(num_samples, device=device)
+        self.adlp = torch.ones(num_samples, device=device)
 
     # ------------------------------------------------------------------ epochs
     def set_epoch(self, epoch: int) -> None:
@@ -120,6 +135,9 @@ class AUSAM(SAMBase):
 
     # -------------------------------------------------------------- iteration
     def _plan(self, sample_ids: Optional[Tensor]) -> Iteration:
+        if self.num_samples is None:
+            raise RuntimeError(f'{type(self).__name__}: the sample table has no size; pass num_samples '
+                               '(the training-set size) or call set_num_samples() before training.')
         if sample_ids is None:
             raise ValueError(f'{type(self).__name__}.step needs sample_ids: the stable index of each '
                              'sample of the batch in the training set (shape [batch]).')
@@ -189,6 +207,8 @@ class AUSAM(SAMBase):
                     generator=self.generator.get_state(), epoch=self.epoch)
 
     def _load_extra_state(self, state: dict) -> None:
+        if self.num_samples is None:
+            self.set_num_samples(state['adlp'].numel())
         if state['adlp'].numel() != self.num_samples:
             raise ValueError(f'checkpoint AUSAM table has {state["adlp"].numel()} samples, this '
                              f'optimizer {self.num_samples}: the training set changed.')

@@ -113,6 +113,7 @@ class SAMBase(torch.optim.Optimizer):
         self.check_finite = check_finite
         self._backup: List[Tensor] = []
         self._checked_closure = False
+        self.last_iteration: Optional[Iteration] = None
 
     def _share_base_state(self) -> None:
         # One set of param groups and one state for wrapper and base optimizer.
@@ -144,7 +145,7 @@ class SAMBase(torch.optim.Optimizer):
         if closure is None:
             raise TypeError(f'{type(self).__name__}.step needs a closure that returns the loss; '
                             'see the README for the calling convention.')
-        plan = self._plan(sample_ids)
+        plan = self.last_iteration = self._plan(sample_ids)
         args = () if plan.index is None else (plan.index,)
         self.zero_grad(set_to_none=True)
         loss = self._forward_backward(closure, args, model, scaler, plan, local=plan.sam)

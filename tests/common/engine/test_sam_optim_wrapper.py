@@ -1,0 +1,108 @@
+"""SAMOptimWrapper + SAMHook in a real MMEngine Runner."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.optim import OPTIMIZERS
+from toy_runner import NUM_SAMPLES, ToyClassifier, make_runner, toy_dataset
+
+SAM_CFGS = {
+    'SAM': dict(type='SAM', rho=0.1),
+    'ASAM': dict(type='SAM', rho=1.0, adaptive=True),
+    'AUSAM': dict(type='AUSAM', rho=0.1, alpha=0.5, seed=0, ramp_epochs=1),
+    'VSAM': dict(type='VSAM', rho=0.1, window=4, seed=0, warmup_epochs=0.25),
+    'LookSAM': dict(type='LookSAM', rho=0.1, k=2),
+    'UniformSubsetSAM': dict(type='UniformSubsetSAM', rho=0.1, alpha=0.5, seed=0),
+    'RandomScheduleSAM': dict(type='RandomScheduleSAM', rho=0.1, sam_prob=0.5, seed=0),
+}
+
+
+def test_every_registered_optimizer_has_a_config():
+    assert set(OPTIMIZERS) <= {c['type'] for c in SAM_CFGS.values()}
+
+
+@pytest.mark.parametrize('key', sorted(SAM_CFGS))
+def test_first_iteration_equals_the_plain_pytorch_core(key, tmp_path):
+    runner = make_runner(tmp_path, SAM_CFGS[key], shuffle=False, max_epochs=1,
+                         train_cfg=dict(by_epoch=False, max_iters=1))
+    runner.train()
+
+    torch.manual_seed(0)
+    model = ToyClassifier()
+    sam = dict(SAM_CFGS[key])
+    name = sam.pop('type')
+    sam.pop('warmup_epochs', None)
+    if OPTIMIZERS[name].uses_sample_ids:
+        sam['num_samples'] = NUM_SAMPLES
+    if name == 'VSAM':
+        sam['warmup_steps'] = 1
+    opt = OPTIMIZERS[name](model.parameters(), 'SGD', lr=0.1, momentum=0.9, weight_decay=1e-3, **sam)
+    data = toy_dataset()[:8]
+    x = torch.stack([d['inputs'] for d in data])
+    y = torch.stack([d['labels'] for d in data])
+    ids = torch.tensor([d['sample_idx'] for d in data])
+    model.train()
+    opt.step(lambda idx=None: F.cross_entropy(model.net(x if idx is None else x[idx]),
+                                              y if idx is None else y[idx], reduction='none'),
+             model=model, sample_ids=ids)
+    for a, b in zip(runner.model.state_dict().values(), model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('key', ['AUSAM', 'VSAM', 'SAM'])
+def test_resume_equals_uninterrupted(key, tmp_path):
+    full = make_runner(tmp_path / 'full', SAM_CFGS[key], max_epochs=3, name='full')
+    full.train()
+    make_runner(tmp_path / 'split', SAM_CFGS[key], max_epochs=2, name='first').train()
+    resumed = make_runner(tmp_path / 'split', SAM_CFGS[key], max_epochs=3, resume=True, name='second')
+    resumed.train()
+    assert resumed.iter == full.iter == 12
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    state_a, state_b = full.optim_wrapper.state_dict()['sam'], resumed.optim_wrapper.state_dict()['sam']
+    for k in ('adlp', 'dlp_count'):
+        if k in state_a:
+            assert torch.equal(state_a[k], state_b[k])
+
+
+def test_logs_report_sam_behaviour_and_rho_is_schedulable(tmp_path):
+    runner = make_runner(tmp_path, SAM_CFGS['AUSAM'], max_epochs=2,
+                         param_scheduler=[dict(type='LinearParamScheduler', param_name='rho',
+                                               start_factor=1.0, end_factor=0.5, by_epoch=False,
+                                               begin=0, end=8)])
+    runner.train()
+    scalars = runner.message_hub.log_scalars
+    for key in ('train/rho', 'train/sam_share', 'train/subset_size', 'train/adlp_mean', 'train/adlp_max'):
+        assert key in scalars, key
+    assert scalars['train/subset_size'].current() == 4  # alpha 0.5 of 8 in epoch 1
+    assert scalars['train/rho'].current() == pytest.approx(0.05)
+    assert runner.optim_wrapper.optimizer.param_groups[0]['rho'] == pytest.approx(0.05)
+
+
+def test_bad_configs_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match='does not support gradient accumulation'):
+        make_runner(tmp_path, SAM_CFGS['SAM'], optim_wrapper=dict(
+            type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1), sam=dict(type='SAM'),
+            accumulative_counts=2)).train()
+    with pytest.raises(KeyError, match='choose one of'):
+        make_runner(tmp_path, dict(type='FastSAM')).train()
+    with pytest.raises(ValueError, match='needs sam=dict'):
+        make_runner(tmp_path, dict(rho=0.1)).train()
+    with pytest.raises(ValueError, match='rho must be >= 0'):
+        make_runner(tmp_path, dict(type='SAM', rho=-1)).train()
+    with pytest.raises(ValueError, match=r"loss 'loss' has shape \(\) instead of \[8\]"):
+        make_runner(tmp_path, SAM_CFGS['AUSAM'], per_sample=False).train()
+    runner = make_runner(tmp_path, SAM_CFGS['SAM'], custom_hooks=[])
+    with pytest.raises(RuntimeError, match="Add dict\\(type='SAMHook'\\)"):
+        runner.train()
+
+
+def test_missing_sample_ids_name_the_key(tmp_path):
+    data = [{k: v for k, v in d.items() if k != 'sample_idx'} for d in toy_dataset()]
+    runner = make_runner(tmp_path, SAM_CFGS['AUSAM'], train_dataloader=dict(
+        dataset=data, batch_size=8, sampler=dict(type='DefaultSampler', shuffle=True),
+        collate_fn=dict(type='default_collate')))
+    with pytest.raises(KeyError, match="no 'sample_idx'"):
+        runner.train()

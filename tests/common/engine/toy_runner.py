@@ -1,0 +1,55 @@
+"""A toy classification model and Runner factory for the MMEngine-glue tests."""
+import copy
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch import nn
+
+import common.engine  # noqa: F401  (registers SAMOptimWrapper, SAMHook, checkpoint loader)
+
+NUM_SAMPLES = 32
+
+
+class ToyClassifier(BaseModel):
+    """Returns per-sample losses in mode='loss' (the protocol AUSAM needs)."""
+
+    def __init__(self, per_sample=True):
+        super().__init__()
+        self.per_sample = per_sample
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 3))
+
+    def forward(self, inputs, labels=None, sample_idx=None, mode='tensor'):
+        logits = self.net(inputs)
+        if mode == 'loss':
+            losses = F.cross_entropy(logits, labels, reduction='none')
+            return dict(loss=losses if self.per_sample else losses.mean())
+        return logits
+
+
+def toy_dataset():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(NUM_SAMPLES, 4, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    return [dict(inputs=x[i], labels=y[i], sample_idx=i) for i in range(NUM_SAMPLES)]
+
+
+def make_runner(work_dir, sam, max_epochs=1, resume=False, per_sample=True, shuffle=True,
+                name='toy', **overrides):
+    torch.manual_seed(0)
+    cfg = dict(
+        model=ToyClassifier(per_sample), work_dir=str(work_dir), experiment_name=name,
+        train_dataloader=dict(dataset=toy_dataset(), batch_size=8, num_workers=0,
+                              sampler=dict(type='DefaultSampler', shuffle=shuffle),
+                              collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(type='SAMOptimWrapper',
+                           optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-3),
+                           sam=copy.deepcopy(sam)),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        custom_hooks=[dict(type='SAMHook', stats_interval=1)],
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1),
+                           logger=dict(type='LoggerHook', interval=1)),
+        randomness=dict(seed=0), resume=resume, default_scope='mmengine')
+    cfg.update(overrides)
+    return Runner(**cfg)
