@@ -292,7 +292,12 @@ class SAMBase(torch.optim.Optimizer):
 
     @staticmethod
     def _is_finite(found_inf: Optional[Tensor]) -> bool:
-        return True if found_inf is None else not bool(found_inf.item())
+        """Host decision to step; under DDP every rank sees any rank's overflow."""
+        if found_inf is None:
+            return True
+        if _dist_world() > 1:
+            dist.all_reduce(found_inf, op=dist.ReduceOp.MAX)
+        return not bool(found_inf.item())
 
     def _update_scaler(self, scaler, found_inf: Tensor) -> None:
         # GradScaler.update() reads the flags recorded per optimizer by unscale_();

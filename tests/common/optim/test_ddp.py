@@ -69,9 +69,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             results[name] = dict(error=traceback.format_exc())
             failed = name
     torch.save(results, os.path.join(out_dir, f'rank{rank}.pt'))
-    if failed is None:
-        dist.barrier()
-        dist.destroy_process_group()
+    dist.destroy_process_group()
 
 
 def _params(module):
