@@ -82,18 +82,30 @@ class SAMOptimWrapper(OptimWrapper):
     # ------------------------------------------------------------------ stepping
     def sam_step(self, closure: Callable, model: nn.Module, sample_ids=None):
         """One SAM-family iteration (see :meth:`common.optim.SAMBase.step`)."""
+        return self.step(closure=closure, model=model, sample_ids=sample_ids)
+
+    def step(self, closure: Optional[Callable] = None, model: Optional[nn.Module] = None,
+             sample_ids=None, **kwargs):
+        """The SAM step; goes through ``step`` so that MMEngine's schedulers count it."""
+        if closure is None:
+            self._refuse()
         loss = self.optimizer.step(closure, model=model, scaler=self.loss_scaler, sample_ids=sample_ids,
                                    before_base_step=self._clip_grad if self.clip_grad_kwargs else None)
         self._inner_count += 1
         return loss
 
     def update_params(self, *args, **kwargs):
+        self._refuse()
+
+    def backward(self, *args, **kwargs):
+        self._refuse()
+
+    @staticmethod
+    def _refuse():
         raise RuntimeError(
             'SAMOptimWrapper runs two forward/backward passes per step and cannot be driven by '
-            "update_params(loss). Add dict(type='SAMHook') to custom_hooks (tools/train.py does "
-            'this for you); it gives the model a train_step that calls sam_step().')
-
-    backward = step = update_params
+            "update_params(loss), backward() or step(). Add dict(type='SAMHook') to custom_hooks "
+            '(tools/train.py does this for you); it gives the model a train_step that calls sam_step().')
 
     @contextmanager
     def optim_context(self, model: nn.Module):

@@ -106,3 +106,33 @@ def test_missing_sample_ids_name_the_key(tmp_path):
         collate_fn=dict(type='default_collate')))
     with pytest.raises(KeyError, match="no 'sample_idx'"):
         runner.train()
+
+
+@pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
+def test_mixed_precision_trains_and_checkpoints_the_scaler(dtype, tmp_path):
+    runner = make_runner(tmp_path, SAM_CFGS['VSAM'], max_epochs=1, optim_wrapper=dict(
+        type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+        sam=dict(SAM_CFGS['VSAM']), dtype=dtype))
+    before = [p.detach().clone() for p in runner.model.parameters()]
+    runner.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, runner.model.parameters()))
+    ckpt = torch.load(tmp_path / 'epoch_1.pth', weights_only=False)
+    assert ('loss_scaler' in ckpt['optimizer']) == (dtype == 'float16')
+
+
+def test_gradient_clipping_applies_to_the_final_gradient(tmp_path):
+    runner = make_runner(tmp_path, SAM_CFGS['SAM'], shuffle=False, train_cfg=dict(by_epoch=False, max_iters=1),
+                         optim_wrapper=dict(type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1),
+                                            sam=dict(type='SAM', rho=0.1), clip_grad=dict(max_norm=0.01)))
+    runner.train()
+    torch.manual_seed(0)
+    model = ToyClassifier()
+    opt = OPTIMIZERS['SAM'](model.parameters(), 'SGD', lr=0.1, rho=0.1)
+    data = toy_dataset()[:8]
+    x = torch.stack([d['inputs'] for d in data])
+    y = torch.stack([d['labels'] for d in data])
+    opt.step(lambda: F.cross_entropy(model.net(x), y), model=model,
+             before_base_step=lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01))
+    for a, b in zip(runner.model.state_dict().values(), model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert runner.message_hub.get_scalar('train/grad_norm').current() > 0.01  # it did clip

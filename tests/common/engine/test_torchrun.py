@@ -1,5 +1,6 @@
 """tools/train.py under torchrun with 2 CPU processes (gloo) equals the single-process maths."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,8 +42,15 @@ def run_torchrun(tmp_path, sam, iters):
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
            str(ROOT / 'tools' / 'train.py'), str(cfg), '--launcher', 'pytorch',
            '--work-dir', str(tmp_path / 'work')]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers
+        out, _ = proc.communicate()
+        pytest.fail('torchrun did not finish in 240 s (a rank waiting in a collective?):\n' + out[-3000:])
+    assert proc.returncode == 0, out[-6000:]
     return [torch.load(tmp_path / 'work' / f'rank{r}.pth', weights_only=False) for r in range(2)]
 
 
