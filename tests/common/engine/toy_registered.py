@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
-from mmengine.registry import DATASETS, HOOKS, MODELS
+from mmengine.evaluator import BaseMetric
+from mmengine.registry import DATASETS, HOOKS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -24,6 +25,8 @@ class ToyMLP(BaseModel):
         logits = self.net(inputs)
         if mode == 'loss':
             return dict(loss=F.cross_entropy(logits, labels, reduction='none'))
+        if mode == 'predict':
+            return [dict(pred=int(p), label=int(t)) for p, t in zip(logits.argmax(1), labels)]
         return logits
 
 
@@ -47,3 +50,12 @@ class DumpRankState(Hook):
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
         state = dict(model=model.state_dict(), sam=runner.optim_wrapper.state_dict()['sam'])
         torch.save(state, os.path.join(runner.work_dir, f'rank{get_rank()}.pth'))
+
+
+@METRICS.register_module()
+class ToyAccuracy(BaseMetric):
+    def process(self, data_batch, data_samples):
+        self.results.extend(float(s['pred'] == s['label']) for s in data_samples)
+
+    def compute_metrics(self, results):
+        return dict(accuracy=100 * sum(results) / len(results))
