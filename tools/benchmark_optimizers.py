@@ -4,16 +4,22 @@ What it measures, for each optimizer, on one fixed synthetic batch (random 3x32x
 images, 10 classes; the data does not matter for speed):
 
 * images/s of full training steps (``opt.step``), median and min-max over repeats;
-* the ratio to plain SGD (one forward/backward + ``torch.optim.SGD.step``);
+* the ratio to plain SGD (one forward/backward + ``torch.optim.SGD.step``), the
+  median over repeats of the ratio within each repeat;
 * the forward/backward work actually run: sample-passes per step in units of the
   batch (SAM 2, AUSAM at alpha 0.5 about 1, schedule-based ones in between), counted
   by a closure that records every call and the batch rows it evaluated;
 * the optimizer's own overhead: step time minus the time of the passes it ran, where
   a plain forward+backward on the full batch and on half the batch (AUSAM's subset)
-  is timed in the same run, before and after the optimizers (other subset sizes are
-  interpolated linearly); reported as % of the step time, SGD's own included;
-* peak memory: ``torch.cuda.max_memory_allocated`` per optimizer on CUDA; on CPU the
-  process's max RSS (process-wide and monotone, so only its increase is informative).
+  is timed in the same round (other subset sizes are interpolated linearly); as % of
+  the step time, SGD's own included;
+* peak memory over construction and warm-up: ``torch.cuda.max_memory_allocated``
+  minus what the other entries hold on CUDA; on CPU the process's max RSS
+  (process-wide and monotone, so only its increase is informative).
+
+Every entry is built and warmed up first, then the repeats run round-robin (repeat r
+of every optimizer and of the reference passes together), so load drifts on a shared
+machine hit all entries alike.
 
 All SAM-family optimizers wrap SGD (lr 0.05, momentum 0.9, weight decay 5e-4) with
 their class defaults, except: AUSAM/UniformSubsetSAM alpha 0.5 (at epoch 1, epoch 0
@@ -124,30 +130,10 @@ def timed(fn, n: int, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def measure(fn, args, bar, counts=None):
-    """Warm up, then time ``args.repeats`` runs of ``args.iters`` calls.
-
-    Returns:
-        A list with, per repeat, the mean seconds per call and the passes counted in
-        ``counts`` during that repeat (a ``Counter`` of rows -> number of passes).
-    """
-    for _ in range(args.warmup):
-        fn()
-        bar.update()
-    runs = []
-    for _ in range(args.repeats):
-        if counts is not None:
-            counts.clear()
-        seconds = timed(fn, args.iters, args.device)
-        runs.append((seconds / args.iters, collections.Counter(counts or {})))
-        bar.update(args.iters)
-    return runs
-
-
-def peak_memory_mib(device: torch.device) -> float:
-    """Peak CUDA memory since the last reset, or the process's max RSS on CPU (MiB)."""
+def memory_mib(device: torch.device, baseline: int = 0) -> float:
+    """Peak CUDA memory since the last reset minus ``baseline`` bytes, or the max RSS on CPU (MiB)."""
     if device.type == 'cuda':
-        return torch.cuda.max_memory_allocated(device) / 2**20
+        return (torch.cuda.max_memory_allocated(device) - baseline) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == 'darwin' else rss / 2**10  # bytes on macOS, KiB on Linux
 
@@ -173,8 +159,8 @@ def parse_args():
     args.iters = (50 if gpu else 5) if args.iters is None else args.iters
     if gpu and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA device is available')
-    if args.batch_size < 2 or args.iters < 1 or args.repeats < 1 or args.warmup < 0:
-        p.error('need --batch-size >= 2, --iters >= 1, --repeats >= 1, --warmup >= 0')
+    if args.batch_size < 2 or args.iters < 1 or args.repeats < 1 or args.warmup < 1:
+        p.error('need --batch-size >= 2, --iters >= 1, --repeats >= 1, --warmup >= 1')
     args.device = torch.device(args.device)
     return args
 
@@ -203,33 +189,27 @@ def main():
                 return F.cross_entropy(model(xb), yb, reduction='mean' if index is None else 'none')
         return closure
 
-    def free_memory():
+    def setup(name, rows=None):
+        """Build one entry (a reference pass on ``rows`` rows, or an optimizer) and warm it up.
+
+        Memory is measured here: the peak over construction and warm-up, minus what the
+        other entries already hold (CUDA).
+        """
         gc.collect()
         if device.type == 'cuda':
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-
-    def time_passes(tag):
-        """Per-repeat seconds of a plain forward+backward on the full and the half batch."""
-        model = make_model()
-        closure = make_closure(model, collections.Counter())
-        times = {}
-        for rows, index in [(batch, None), (half, half_index)]:
-            bar.set_description(f'fwd+bwd {rows} rows ({tag})')
-            def one_pass():
-                model.zero_grad(set_to_none=True)
-                closure(index).mean().backward()
-            times[rows] = [t for t, _ in measure(one_pass, args, bar)]
-        return times
-
-    def time_optimizer(name):
-        """Per-repeat (seconds per step, passes run), peak memory and the optimizer's statistics."""
-        free_memory()
-        bar.set_description(name)
+        baseline = torch.cuda.memory_allocated(device) if device.type == 'cuda' else 0
+        bar.set_description(f'warm-up {name}')
         model, counts = make_model(), collections.Counter()
         closure = make_closure(model, counts)
-        opt = build_optimizer(name, model.parameters(), args)
-        if name == 'SGD':
+        opt = None if rows is not None else build_optimizer(name, model.parameters(), args)
+        if rows is not None:
+            index = None if rows == batch else half_index
+            def step():
+                model.zero_grad(set_to_none=True)
+                closure(index).mean().backward()
+        elif name == 'SGD':
             def step():
                 opt.zero_grad(set_to_none=True)
                 closure().backward()
@@ -238,30 +218,39 @@ def main():
             sample_ids = dict(sample_ids=ids) if opt.uses_sample_ids else {}
             def step():
                 opt.step(closure, model=model, **sample_ids)
-        runs = measure(step, args, bar, counts)
-        return runs, peak_memory_mib(device), getattr(opt, 'statistics', dict)()
+        for _ in range(args.warmup):
+            step()
+            bar.update()
+        return dict(step=step, counts=counts, opt=opt, memory=memory_mib(device, baseline), runs=[])
 
-    # The reference passes are timed before and after the optimizers (drift shows as a
-    # difference); the overhead uses the median of both.
-    bar = tqdm(total=(args.warmup + args.repeats * args.iters) * (4 + len(args.optimizers)),
+    # Build and warm up every entry, then time them round-robin: repeat r of every
+    # optimizer runs next to repeat r of the reference passes, so load drifts on a
+    # shared machine hit all of them alike, and each repeat's overhead uses the pass
+    # times of its own round.
+    bar = tqdm(total=(args.warmup + args.repeats * args.iters) * (2 + len(args.optimizers)),
                unit='it', dynamic_ncols=True)
-    before = time_passes('before')
-    timings = {name: time_optimizer(name) for name in args.optimizers}
-    free_memory()
-    after = time_passes('after')
+    passes = {rows: setup(f'fwd+bwd {rows} rows', rows) for rows in (batch, half)}
+    entries = {name: setup(name) for name in args.optimizers}
+    for r in range(args.repeats):
+        for name, e in [(f'fwd+bwd {rows} rows', e) for rows, e in passes.items()] + list(entries.items()):
+            bar.set_description(f'{name} ({r + 1}/{args.repeats})')
+            e['counts'].clear()
+            e['runs'].append((timed(e['step'], args.iters, device) / args.iters, collections.Counter(e['counts'])))
+            bar.update(args.iters)
     bar.close()
-    pass_time = {rows: statistics.median(before[rows] + after[rows]) for rows in (batch, half)}
+    pass_s = {rows: [t for t, _ in e['runs']] for rows, e in passes.items()}
 
-    def passes_seconds(counts):
-        slope = (pass_time[batch] - pass_time[half]) / (batch - half)
-        return sum(n * (pass_time[half] + (rows - half) * slope) for rows, n in counts.items())
+    def passes_seconds(counts, r):
+        """Time that the passes in ``counts`` take in round ``r`` (linear in the rows)."""
+        full, part = pass_s[batch][r], pass_s[half][r]
+        return sum(n * (part + (rows - half) * (full - part) / (batch - half)) for rows, n in counts.items())
 
     results, steps = {}, args.iters * args.repeats
-    for name, (runs, memory, stats) in timings.items():
-        step_s = [t for t, _ in runs]
+    for name, e in entries.items():
+        step_s = [t for t, _ in e['runs']]
         imgs = [batch / t for t in step_s]
-        overhead = [t - passes_seconds(c) / args.iters for t, c in runs]
-        total = sum((c for _, c in runs), collections.Counter())
+        overhead = [t - passes_seconds(c, r) / args.iters for r, (t, c) in enumerate(e['runs'])]
+        total = sum((c for _, c in e['runs']), collections.Counter())
         results[name] = dict(
             images_per_s=imgs, median=statistics.median(imgs), min=min(imgs), max=max(imgs),
             step_ms=[1e3 * t for t in step_s],
@@ -269,30 +258,31 @@ def main():
             calls_per_step=sum(total.values()) / steps, rows_histogram={str(r): n for r, n in total.items()},
             overhead_ms=1e3 * statistics.median(overhead),
             overhead_pct=statistics.median(100 * o / t for o, t in zip(overhead, step_s)),
-            peak_memory_mib=memory, statistics=stats)
+            peak_memory_mib=e['memory'], statistics=getattr(e['opt'], 'statistics', dict)())
 
-    sgd = results.get('SGD', {}).get('median')
+    if 'SGD' in results:  # per round, so that load drifts between rounds cancel
+        for r in results.values():
+            r['vs_sgd'] = statistics.median(a / b for a, b in zip(r['images_per_s'], results['SGD']['images_per_s']))
 
     def ms(seconds):
         return f'{1e3 * seconds:.1f}'
 
-    mem = 'peak CUDA MiB' if device.type == 'cuda' else 'max RSS MiB (process)'
-    lines = [f'| optimizer | images/s (median) | min-max | vs SGD | sample-passes/step | overhead | {mem} |',
+    mem = 'peak CUDA MiB (own)' if device.type == 'cuda' else 'max RSS MiB (process)'
+    lines = [f'| optimizer | images/s (median) | min-max | vs SGD (median) | sample-passes/step | overhead | {mem} |',
              '|---|---:|---:|---:|---:|---:|---:|']
     for name, r in results.items():
         label = f'VSAM (fixed {args.fixed_rate:g})' if name == 'VSAM-fixed' else name
-        ratio = f'{r["median"] / sgd:.2f}x' if sgd else '-'
+        ratio = f'{r["vs_sgd"]:.2f}x' if 'vs_sgd' in r else '-'
         lines.append(f'| {label} | {r["median"]:.1f} | {r["min"]:.1f}-{r["max"]:.1f} | {ratio} | '
                      f'{r["sample_passes_per_step"]:.2f} | {r["overhead_ms"]:.1f} ms ({r["overhead_pct"]:.1f}%) '
                      f'| {r["peak_memory_mib"]:.0f} |')
     device_name = torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or platform.machine())
     lines += ['', f'ResNet-18 (CIFAR), batch {batch}, {device_name}, amp={args.amp}, '
               f'channels_last={args.channels_last}, {args.repeats} x {args.iters} timed iterations after '
-              f'{args.warmup} warm-up. Plain fwd+bwd (median; before / after the optimizers): full batch '
-              f'{ms(pass_time[batch])} ms ({ms(statistics.median(before[batch]))} / '
-              f'{ms(statistics.median(after[batch]))}), half batch {ms(pass_time[half])} ms '
-              f'({ms(statistics.median(before[half]))} / {ms(statistics.median(after[half]))}). '
-              'Overhead = step time - passes run x pass time, as % of the step time.']
+              f'{args.warmup} warm-up, round-robin. Plain fwd+bwd, median (min-max): full batch '
+              f'{ms(statistics.median(pass_s[batch]))} ms ({ms(min(pass_s[batch]))}-{ms(max(pass_s[batch]))}), '
+              f'half batch {ms(statistics.median(pass_s[half]))} ms ({ms(min(pass_s[half]))}-{ms(max(pass_s[half]))}). '
+              'Overhead = step time - passes run x pass time (same round), as % of the step time.']
     table = '\n'.join(lines)
     print(table)
     if args.markdown:
@@ -304,9 +294,7 @@ def main():
                    python=platform.python_version(), platform=platform.platform(),
                    date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'))
         args.json.write_text(json.dumps(dict(config=config, environment=env,
-                                             pass_ms={str(k): 1e3 * v for k, v in pass_time.items()},
-                                             pass_ms_before={str(k): [1e3 * t for t in v] for k, v in before.items()},
-                                             pass_ms_after={str(k): [1e3 * t for t in v] for k, v in after.items()},
+                                             pass_ms={str(k): [1e3 * t for t in v] for k, v in pass_s.items()},
                                              results=results), indent=2) + '\n')
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from common.engine.entry import import_project_modules, setup_launcher  # noqa: E402
+from common.engine.entry import apply_common_args, import_project_modules, setup_launcher  # noqa: E402
 
 
 def parse_args():
@@ -37,12 +37,7 @@ def parse_args():
 
 
 def merge_args(cfg, args):
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    apply_common_args(cfg, args)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show_dir:

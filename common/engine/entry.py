@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import os.path as osp
 
 import torch
 import torch.distributed as dist
@@ -41,6 +42,16 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
     os.environ.setdefault('LOCAL_RANK', str(dist.get_rank()))
+
+
+def apply_common_args(cfg: Config, args) -> None:
+    """``--cfg-options`` and ``--work-dir`` (default ``./work_dirs/<config name>``)."""
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
 
 def uses_sam(cfg: Config) -> bool:
