@@ -161,6 +161,8 @@ class SAMBase(torch.optim.Optimizer):
             torch._foreach_copy_(self._backup_params, self._backup)
             if finite:
                 self._after_sam_step(groups, plan, loss, loss_after)
+            else:
+                self._skipped_sam_step()
         else:
             finite = self._is_finite(found_inf)
             if finite:
@@ -185,6 +187,10 @@ class SAMBase(torch.optim.Optimizer):
     def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss: Tensor,
                         loss_after: Tensor) -> None:
         """Called with g_s in ``.grad`` and w restored, before the base step."""
+
+    def _skipped_sam_step(self) -> None:
+        """Called when a SAM iteration is skipped (non-finite gradient under a GradScaler):
+        buffers filled in ``_before_perturb`` hold garbage and must not be reused."""
 
     def _non_sam_step(self, groups: List[GradGroup]) -> None:
         """Called with g in ``.grad`` on iterations without a second pass."""

@@ -60,8 +60,11 @@ class LookSAM(SAMBase):
         _all_reduce_mean(g)
         self._gv_norm = _sq_norm(g).sqrt()
 
+    def _skipped_sam_step(self) -> None:
+        self._gv_norm = None  # g_v holds a non-finite g: reuse nothing until the next SAM step
+
     def _non_sam_step(self, groups: List[GradGroup]) -> None:
-        if not self._gv:
+        if self._gv_norm is None:
             return
         grads = [t for g in groups for t in g.grads]
         scale = self.alpha * _sq_norm(grads).sqrt() / (self._gv_norm + self.eps)

@@ -178,6 +178,9 @@ class VSAM(SAMBase):
         self.reuse_count = 0
         self.sam_iterations += 1
 
+    def _skipped_sam_step(self) -> None:
+        self.reuse_count = self.reuse_steps  # PSF holds a non-finite g: reuse nothing until the next SAM step
+
     def _non_sam_step(self, groups: List[GradGroup]) -> None:
         if not self._psf or self.reuse_count >= self.reuse_steps:
             return

@@ -63,3 +63,25 @@ def test_bf16_autocast_trains_close_to_fp32(name):
     for p, q in zip(a.parameters(), b.parameters()):
         assert p.dtype == torch.float32
         torch.testing.assert_close(p, q, rtol=0.05, atol=0.02)
+
+
+@pytest.mark.parametrize('name', ['VSAM', 'LookSAM'])
+def test_skipped_sam_step_does_not_poison_the_reused_component(name):
+    """An overflow in a SAM step leaves garbage in PSF / g_v: the next plain steps must be plain SGD."""
+    from common.optim.base import Iteration
+    model, plain = tiny_mlp(), tiny_mlp()
+    opt = build(name, model.parameters(), rho=0.1, lr=0.05)
+    schedule = iter([True, False, False])
+    opt._plan = lambda sample_ids: Iteration(sam=next(schedule))
+    scaler = torch.amp.GradScaler('cpu', init_scale=2.0 ** 10)
+    x, y = batch()
+    opt.step(lambda: F.cross_entropy(model(x), y) * float('inf'), model=model, scaler=scaler)
+    ref = torch.optim.SGD(plain.parameters(), lr=0.05)
+    for _ in range(2):
+        opt.step(lambda: F.cross_entropy(model(x), y), model=model, scaler=scaler)
+        ref.zero_grad()
+        F.cross_entropy(plain(x), y).backward()
+        ref.step()
+    for p, q in zip(model.parameters(), plain.parameters()):
+        assert torch.isfinite(p).all()
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
