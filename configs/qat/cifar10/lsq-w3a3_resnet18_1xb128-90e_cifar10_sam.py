@@ -1,2 +1,2 @@
-_base_ = ['./lsq-w4a4_smallcnn_1xb64-20e_digits.py']
+_base_ = ['./lsq-w3a3_resnet18_1xb128-90e_cifar10.py']
 optim_wrapper = dict(type='SAMOptimWrapper', sam=dict(type='SAM', rho=0.05))

@@ -1,2 +1,2 @@
-_base_ = ['./lsq-w4a4_smallcnn_1xb64-20e_digits.py']
+_base_ = ['./lsq-w4a4_smallcnn_1xb64-10e_digits.py']
 optim_wrapper = dict(type='SAMOptimWrapper', sam=dict(type='VSAM', rho=0.05, warmup_epochs=2))

@@ -1,0 +1,2 @@
+_base_ = ['./lsq-w3a3_resnet20_1xb128-90e_cifar10.py']
+optim_wrapper = dict(type='SAMOptimWrapper', sam=dict(type='SAM', rho=0.05))

@@ -1,0 +1,2 @@
+_base_ = ['./lsq-w2a2_resnet20_1xb128-90e_cifar100.py']
+optim_wrapper = dict(type='SAMOptimWrapper', sam=dict(type='AUSAM', rho=0.1, alpha=0.5, ramp_epochs=14))

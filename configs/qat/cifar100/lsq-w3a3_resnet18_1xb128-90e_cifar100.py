@@ -1,0 +1,2 @@
+_base_ = ['./lsq-w4a4_resnet18_1xb128-90e_cifar100.py']
+model = dict(quantization=dict(weight_bits=3, act_bits=3))

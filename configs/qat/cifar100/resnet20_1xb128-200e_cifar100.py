@@ -1,0 +1,4 @@
+# Float CIFAR ResNet-20 on CIFAR-100 (data/cifar): the start of its LSQ QAT recipes.
+_base_ = ['../_base_/datasets/cifar100.py', '../_base_/models/resnet20_cifar.py',
+          '../_base_/schedules/sgd_cosine_200e.py', '../_base_/default_runtime.py']
+model = dict(network=dict(num_classes=100), data_preprocessor={{_base_.data_preprocessor}})

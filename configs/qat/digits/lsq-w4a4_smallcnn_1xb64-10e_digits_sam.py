@@ -1,0 +1,2 @@
+_base_ = ['./lsq-w4a4_smallcnn_1xb64-10e_digits.py']
+optim_wrapper = dict(type='SAMOptimWrapper', sam=dict(type='SAM', rho=0.05))
