@@ -19,8 +19,11 @@ class ImageClassifier(BaseModel):
     Args:
         network: Config of the network (e.g. ``dict(type='CifarResNet', depth=20)``).
         label_smoothing: Label smoothing of the cross-entropy.
-        float_checkpoint: Float weights loaded into the network before quantization
-            (a checkpoint saved by this class or a plain state dict of the network).
+        float_checkpoint: Float weights loaded by ``init_weights`` (which MMEngine's Runner
+            calls before training, not before testing or resuming): a checkpoint saved by
+            this class or a plain state dict of the network. Loaded into a quantized
+            network, they re-initialise the LSQ weight steps from the float weights (LSQ's
+            init); activation steps initialise on the first training batch.
         quantization: ``None`` (float) or ``qat_sam.quant.prepare`` arguments, e.g.
             ``dict(weight_bits=4, act_bits=4, first_last_bits=8)``.
         data_preprocessor: MMEngine data preprocessor config (normalisation).
@@ -31,12 +34,16 @@ class ImageClassifier(BaseModel):
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.network = MODELS.build(network)
-        if float_checkpoint is not None:
-            load_float_weights(self.network, float_checkpoint)
+        self.float_checkpoint = float_checkpoint
         if quantization is not None:
             from qat_sam.quant import prepare
             self.network = prepare(self.network, **quantization)
         self.label_smoothing = label_smoothing
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.float_checkpoint is not None:
+            load_float_weights(self.network, self.float_checkpoint)
 
     def forward(self, inputs: torch.Tensor, data_samples: Optional[List] = None, mode: str = 'tensor'):
         logits = self.network(inputs)
@@ -55,8 +62,16 @@ class ImageClassifier(BaseModel):
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', got {mode!r}.")
 
 
+#: Names of brevitas quantizer sub-modules: a float checkpoint has none of their entries.
+QUANTIZER_KEYS = ('weight_quant.', 'act_quant.', 'input_quant.', 'output_quant.', 'bias_quant.')
+
+
 def load_float_weights(network: torch.nn.Module, path: str) -> None:
-    """Load float weights from an MMEngine checkpoint of ImageClassifier or a plain state dict."""
+    """Load float weights from an MMEngine checkpoint of ImageClassifier or a plain state dict.
+
+    ``network`` may be float or LSQ-quantized (``prepare`` keeps the layer names); every
+    entry but the quantizers' must match.
+    """
     from mmengine.runner.checkpoint import _load_checkpoint
     state = _load_checkpoint(path, map_location='cpu')
     state = state.get('state_dict', state)
@@ -64,6 +79,7 @@ def load_float_weights(network: torch.nn.Module, path: str) -> None:
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     missing, unexpected = network.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not any(q in k for q in QUANTIZER_KEYS)]
     if missing or unexpected:
         raise KeyError(f'float checkpoint {path} does not match the network: missing {missing[:5]}, '
                        f'unexpected {unexpected[:5]}.')
