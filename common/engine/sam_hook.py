@@ -9,6 +9,7 @@ from functools import partial
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from .model_adapters import apply_sam_model_adapters
 from .optim_wrapper import SAMOptimWrapper
 from .train_step import sam_train_step
 
@@ -19,7 +20,9 @@ class SAMHook(Hook):
 
     - ``before_run``: replaces ``runner.model.train_step`` (DDP wrapper or plain model)
       by :func:`~common.engine.train_step.sam_train_step`; sizes AUSAM's table from the
-      training set; converts vSAM's ``warmup_epochs`` into iterations.
+      training set; converts vSAM's ``warmup_epochs`` into iterations; runs the registered
+      SAM model adapters (:mod:`common.engine.model_adapters`), which may prepare the model
+      for AUSAM and supply the sample-id function.
     - ``before_train_iter``: tells epoch-aware optimizers (AUSAM) the current epoch.
     - ``after_train_iter``: writes ``train/rho``, ``train/sam_share`` (share of SAM
       iterations over the last ``window`` iterations), AUSAM's ``train/subset_size``, and
@@ -54,8 +57,9 @@ class SAMHook(Hook):
             if not hasattr(optimizer, 'warmup_steps'):
                 raise ValueError(f'warmup_epochs is a vSAM option; {type(optimizer).__name__} has no warm-up.')
             optimizer.warmup_steps = math.ceil(warmup_epochs * iters_per_epoch)
-        runner.model.train_step = types.MethodType(partial(_bound_train_step, id_key=self.id_key),
-                                                   runner.model)
+        sample_ids_fn = apply_sam_model_adapters(runner, optimizer)
+        runner.model.train_step = types.MethodType(
+            partial(_bound_train_step, id_key=self.id_key, sample_ids_fn=sample_ids_fn), runner.model)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         optimizer = runner.optim_wrapper.optimizer
@@ -75,5 +79,5 @@ class SAMHook(Hook):
                 hub.update_scalar(f'train/{key}', value)
 
 
-def _bound_train_step(model, data, optim_wrapper, id_key):
-    return sam_train_step(model, data, optim_wrapper, id_key=id_key)
+def _bound_train_step(model, data, optim_wrapper, id_key, sample_ids_fn=None):
+    return sam_train_step(model, data, optim_wrapper, id_key=id_key, sample_ids_fn=sample_ids_fn)

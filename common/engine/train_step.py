@@ -15,11 +15,12 @@ Per-sample loss protocol (needed by AUSAM and UniformSubsetSAM only): in
 Sample ids (AUSAM): a stable index of each sample in the training set, read from the
 preprocessed batch: ``data_samples[i].metainfo[id_key]`` (MMEngine's ``BaseDataset``
 puts ``sample_idx`` into each data info; keep it in the packing transform's
-``meta_keys``), or ``data[id_key]`` for models whose batches are dicts of tensors.
+``meta_keys``), or ``data[id_key]`` for models whose batches are dicts of tensors. A SAM
+model adapter (:mod:`common.engine.model_adapters`) may supply ``sample_ids_fn`` instead.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from mmengine.model import is_model_wrapper
@@ -103,8 +104,13 @@ def _detached(losses: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def sam_train_step(model, data, optim_wrapper, id_key: str = 'sample_idx') -> Dict[str, Tensor]:
-    """``train_step`` for SAMOptimWrapper: same inputs and log output as MMEngine's."""
+def sam_train_step(model, data, optim_wrapper, id_key: str = 'sample_idx',
+                   sample_ids_fn: Optional[Callable[[Any], Tensor]] = None) -> Dict[str, Tensor]:
+    """``train_step`` for SAMOptimWrapper: same inputs and log output as MMEngine's.
+
+    ``sample_ids_fn(data)`` (from a SAM model adapter), when given, replaces
+    ``sample_ids_of(data, id_key)``: it gets the whole preprocessed batch once per iteration.
+    """
     module = model.module if is_model_wrapper(model) else model
     with optim_wrapper.optim_context(model):
         data = module.data_preprocessor(data, True)
@@ -123,6 +129,8 @@ def sam_train_step(model, data, optim_wrapper, id_key: str = 'sample_idx') -> Di
             return per_sample_total(losses, batch_size if index is None else index.numel())
         return module.parse_losses(losses)[0]
 
-    sample_ids = sample_ids_of(data, id_key) if per_sample else None
+    sample_ids = None
+    if per_sample:
+        sample_ids = sample_ids_fn(data) if sample_ids_fn is not None else sample_ids_of(data, id_key)
     optim_wrapper.sam_step(closure, model, sample_ids)
     return module.parse_losses(first)[1]
