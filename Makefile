@@ -7,7 +7,7 @@ setup:
 	python3 tools/setup_env.py
 
 demo: setup
-	$(PY) tools/demo_digits.py
+	$(PY) tools/demo.py
 
 test: setup
 	$(PY) -m pytest

@@ -1,4 +1,6 @@
 """``ThroughputHook``: training images/s in the log (the cost users compare optimizers by)."""
+import json
+import os.path as osp
 import time
 
 from mmengine.hooks import Hook
@@ -16,8 +18,9 @@ def _batch_size(data_batch) -> int:
 
 @HOOKS.register_module()
 class ThroughputHook(Hook):
-    """Writes ``train/images_per_s`` per iteration (train step only, data loading excluded)
-    and logs the mean over the whole run when training ends."""
+    """Writes ``train/images_per_s`` per iteration (train step only, data loading excluded);
+    when training ends, logs the rate over the whole run and writes it to
+    ``<log_dir>/throughput.json`` (``images``, ``seconds``, ``images_per_s``) for scripts."""
 
     priority = 'LOW'
 
@@ -40,3 +43,6 @@ class ThroughputHook(Hook):
             runner.message_hub.update_info('train_images_per_s', rate)
             runner.logger.info(f'training throughput: {rate:.1f} images/s '
                                f'({self.images} images in {self.seconds:.1f} s of train steps)')
+            if runner.rank == 0:
+                with open(osp.join(runner.log_dir, 'throughput.json'), 'w') as f:
+                    json.dump(dict(images=self.images, seconds=self.seconds, images_per_s=rate), f)

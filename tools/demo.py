@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""The demo ``make demo`` runs: the project's recipes on its embedded data, on CPU or GPU.
+
+Each stage is a plain ``python tools/train.py CONFIG`` (its log streams as usual); at the
+end a table gives each stage's final validation metric, training images/s and wall time.
+
+    python tools/demo.py [--only qat]
+
+Stages:
+  1. float SmallCNN on scikit-learn's digits (40% label noise on the training labels),
+  2. LSQ W4A4 QAT of it with AUSAM (the float checkpoint of stage 1 is its start).
+"""
+import argparse
+import glob
+import json
+import os.path as osp
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@dataclass
+class Stage:
+    group: str
+    title: str
+    config: str
+    metric: str
+
+
+STAGES = [
+    Stage('qat', 'float SmallCNN, digits', 'configs/qat/digits/smallcnn_1xb64-12e_digits.py', 'accuracy/top1'),
+    Stage('qat', 'LSQ W4A4 + AUSAM, digits', 'configs/qat/digits/lsq-w4a4_smallcnn_1xb64-10e_digits_ausam.py',
+          'accuracy/top1'),
+]
+
+
+def latest_run(work_dir: str) -> str:
+    runs = sorted(d for d in glob.glob(osp.join(work_dir, '*')) if osp.isdir(osp.join(d, 'vis_data')))
+    if not runs:
+        raise FileNotFoundError(f'no run found in {work_dir}')
+    return runs[-1]
+
+
+def results(work_dir: str, metric: str):
+    """The last logged value of ``metric`` and the run's training images/s."""
+    run = latest_run(work_dir)
+    value = None
+    with open(osp.join(run, 'vis_data', 'scalars.json')) as f:
+        for line in f:
+            record = json.loads(line)
+            value = record.get(metric, value)
+    with open(osp.join(run, 'throughput.json')) as f:
+        images_per_s = json.load(f)['images_per_s']
+    return value, images_per_s
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--only', choices=sorted({s.group for s in STAGES}), help='run one group of stages')
+    args = parser.parse_args()
+    rows = []
+    for stage in STAGES:
+        if args.only and stage.group != args.only:
+            continue
+        command = [sys.executable, 'tools/train.py', stage.config]
+        print(f'\n=== {stage.title}: {" ".join(command[1:])}', flush=True)
+        start = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True)
+        seconds = time.perf_counter() - start
+        name = osp.splitext(osp.basename(stage.config))[0]
+        value, images_per_s = results(osp.join(ROOT, 'work_dirs', name), stage.metric)
+        rows.append((stage.title, stage.metric, value, images_per_s, seconds))
+    print('\n| stage | metric | value | train images/s | wall time |')
+    print('|---|---|---:|---:|---:|')
+    for title, metric, value, images_per_s, seconds in rows:
+        print(f'| {title} | {metric} | {value:.2f} | {images_per_s:.0f} | {seconds:.0f} s |')
+
+
+if __name__ == '__main__':
+    main()
