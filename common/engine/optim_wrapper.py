@@ -78,6 +78,8 @@ class SAMOptimWrapper(OptimWrapper):
         super().__init__(optimizer=optimizer, clip_grad=clip_grad)
         self.cast_dtype = None if dtype is None else getattr(torch, dtype)
         self.loss_scaler = _make_scaler(loss_scale) if dtype == 'float16' else None
+        #: Forward/backward passes run so far, counted per sample (this process, this run).
+        self.sample_passes = 0
 
     # ------------------------------------------------------------------ stepping
     def sam_step(self, closure: Callable, model: nn.Module, sample_ids=None):

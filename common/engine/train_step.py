@@ -121,6 +121,7 @@ def sam_train_step(model, data, optim_wrapper, id_key: str = 'sample_idx',
 
     def closure(index: Tensor = None):
         batch = data if index is None else select_rows(data, index, batch_size)
+        optim_wrapper.sample_passes += batch_size if index is None else index.numel()
         with optim_wrapper.optim_context(model):
             losses = model._run_forward(batch, mode='loss')
         if not first:

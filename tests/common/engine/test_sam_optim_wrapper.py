@@ -136,3 +136,24 @@ def test_gradient_clipping_applies_to_the_final_gradient(tmp_path):
     for a, b in zip(runner.model.state_dict().values(), model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert runner.message_hub.get_scalar('train/grad_norm').current() > 0.01  # it did clip
+
+
+@pytest.mark.parametrize('sam, passes_per_epoch', [
+    (None, [32, 32]),                                               # plain SGD: one pass per image
+    (dict(type='SAM', rho=0.05), [64, 64]),                         # two full passes
+    (dict(type='AUSAM', rho=0.05, alpha=0.5, ramp_epochs=1), [64, 32]),  # epoch 0 full, then 2 x B/2
+])
+def test_throughput_json_counts_sample_passes(sam, passes_per_epoch, tmp_path):
+    import json
+    import os.path as osp
+    hooks = [dict(type='ThroughputHook')] + ([dict(type='SAMHook')] if sam else [])
+    overrides = dict(custom_hooks=hooks)
+    if sam is None:
+        overrides['optim_wrapper'] = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))
+    runner = make_runner(tmp_path, sam or dict(type='SAM'), max_epochs=2, **overrides)
+    runner.train()
+    with open(osp.join(runner.log_dir, 'throughput.json')) as f:
+        record = json.load(f)
+    assert record['images'] == 64
+    assert record['sample_passes'] == sum(passes_per_epoch)
+    assert record['images_per_s'] == pytest.approx(record['images'] / record['seconds'])
