@@ -1,0 +1,5 @@
+# SimCC ResNet-50 without deconvolution, MPII 256x256 (the AUSAM paper's pose setting), trained with
+# vSAM: SAM on the iterations chosen from the variation of PSF, reused on the others.
+# MMPose's own config; only the optimizer wrapper differs (its Adam, lr and schedule are kept).
+_base_ = ['mmpose::body_2d_keypoint/simcc/mpii/simcc_res50_wo-deconv-8xb64-210e_mpii-256x256.py']
+optim_wrapper = dict(type='SAMOptimWrapper', sam=dict(type='VSAM', rho=0.05, warmup_epochs=3))
