@@ -1,4 +1,5 @@
-"""Training throughput of SGD and the SAM family, side by side, on a CIFAR ResNet-18.
+"""Training throughput of SGD and the SAM family, side by side, on a CIFAR ResNet-18
+(float, or its LSQ-quantized version with ``--lsq-bits 4``).
 
 What it measures, for each optimizer, on one fixed synthetic batch (random 3x32x32
 images, 10 classes; the data does not matter for speed):
@@ -31,6 +32,7 @@ Run::
 
     python tools/benchmark_optimizers.py                          # all, CUDA if available
     python tools/benchmark_optimizers.py --device cpu --iters 3 --repeats 3
+    python tools/benchmark_optimizers.py --lsq-bits 4                 # W4A4 LSQ ResNet-18
     python tools/benchmark_optimizers.py --optimizers SGD SAM AUSAM VSAM-fixed \\
         --amp --channels-last --json bench.json --markdown bench.md
 """
@@ -52,42 +54,22 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.optim import AUSAM, SAM, VSAM, LookSAM, RandomScheduleSAM, UniformSubsetSAM  # noqa: E402
+from qat_sam.models.resnet_cifar import CifarResNet  # noqa: E402
+from qat_sam.quant import prepare  # noqa: E402
 
 OPTIMIZERS = ['SGD', 'SAM', 'AUSAM', 'VSAM', 'VSAM-fixed', 'LookSAM', 'UniformSubsetSAM',
               'RandomScheduleSAM']
 
 
 # ---------------------------------------------------------------------- the model
-class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers with an identity (or 1x1 projection) shortcut."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-def resnet18_cifar(num_classes: int = 10) -> nn.Module:
-    """ResNet-18, CIFAR variant: 3x3 stride-1 stem, no max-pool, 4 stages of 2 blocks."""
-    layers, cin = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)], 64
-    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
-        layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
-        cin = cout
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+def make_network(lsq_bits):
+    """CIFAR ResNet-18 (qat_sam's), float or LSQ-quantized at ``lsq_bits`` (W=A, first/last 8)."""
+    network = CifarResNet(depth=18, num_classes=10)
+    return network if lsq_bits is None else prepare(network, weight_bits=lsq_bits, act_bits=lsq_bits)
 
 
 # ------------------------------------------------------------------ optimizers
@@ -149,6 +131,8 @@ def parse_args():
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--optimizers', nargs='+', choices=OPTIMIZERS, default=OPTIMIZERS)
     p.add_argument('--fixed-rate', type=float, default=0.5, help='SAM share of VSAM-fixed')
+    p.add_argument('--lsq-bits', type=int, choices=range(2, 9), metavar='{2..8}',
+                   help='LSQ-quantize the network to W<b>A<b> (first and last layer 8 bits)')
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--amp', action='store_true', help='bf16 autocast')
     p.add_argument('--json', type=Path, help='write results, configuration and environment here')
@@ -178,7 +162,7 @@ def main():
 
     def make_model():
         torch.manual_seed(0)
-        return resnet18_cifar().to(device, memory_format=fmt).train()
+        return make_network(args.lsq_bits).to(device, memory_format=fmt).train()
 
     def make_closure(model, counts):
         """Forward pass returning the loss (per sample for a subset); counts its rows."""
@@ -277,7 +261,7 @@ def main():
                      f'{r["sample_passes_per_step"]:.2f} | {r["overhead_ms"]:.1f} ms ({r["overhead_pct"]:.1f}%) '
                      f'| {r["peak_memory_mib"]:.0f} |')
     device_name = torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or platform.machine())
-    lines += ['', f'ResNet-18 (CIFAR), batch {batch}, {device_name}, amp={args.amp}, '
+    lines += ['', f'ResNet-18 (CIFAR{", LSQ W%dA%d" % (args.lsq_bits, args.lsq_bits) if args.lsq_bits else ""}), batch {batch}, {device_name}, amp={args.amp}, '
               f'channels_last={args.channels_last}, {args.repeats} x {args.iters} timed iterations after '
               f'{args.warmup} warm-up, round-robin. Plain fwd+bwd, median (min-max): full batch '
               f'{ms(statistics.median(pass_s[batch]))} ms ({ms(min(pass_s[batch]))}-{ms(max(pass_s[batch]))}), '
