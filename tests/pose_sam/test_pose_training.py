@@ -18,7 +18,7 @@ from pose_sam.data import generate_coco_keypoints
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 STOCK = osp.join(ROOT, 'configs', 'pose', 'coco', 'td-hm_res50_{}-8xb64-210e_coco-256x192.py')
 SIMCC = osp.join(ROOT, 'configs', 'pose', 'mpii', 'simcc_res50_wo-deconv_{}-8xb64-210e_mpii-256x256.py')
-DEMO = osp.join(ROOT, 'configs', 'pose', 'demo', 'td-hm_res18_1xb32-15e_posedemo-64x48.py')
+DEMO = osp.join(ROOT, 'configs', 'pose', 'demo', 'td-hm_res18_1xb32-12e_posedemo-96x64.py')
 
 
 @pytest.fixture(scope='module')
