@@ -4,11 +4,13 @@
 Each stage is a plain ``python tools/train.py CONFIG`` (its log streams as usual); at the
 end a table gives each stage's final validation metric, training images/s and wall time.
 
-    python tools/demo.py [--only qat]
+    python tools/demo.py [--only qat|pose]
 
 Stages:
   1. float SmallCNN on scikit-learn's digits (40% label noise on the training labels),
-  2. LSQ W4A4 QAT of it with AUSAM (the float checkpoint of stage 1 is its start).
+  2. LSQ W4A4 QAT of it with AUSAM (the float checkpoint of stage 1 is its start),
+  3. a small SimpleBaseline (MMPose) with AUSAM on a generated COCO-format keypoint data
+     set (``tools/make_pose_demo_data.py`` writes it first), COCO AP by MMPose's CocoMetric.
 """
 import argparse
 import glob
@@ -17,9 +19,13 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import List
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+POSE_DEMO = 'configs/pose/demo/td-hm_res18_ausam-1xb32-12e_posedemo-96x64.py'
 
 
 @dataclass
@@ -28,12 +34,15 @@ class Stage:
     title: str
     config: str
     metric: str
+    prepare: List[str] = field(default_factory=list)  # a script run first (e.g. data)
 
 
 STAGES = [
     Stage('qat', 'float SmallCNN, digits', 'configs/qat/digits/smallcnn_1xb64-12e_digits.py', 'accuracy/top1'),
     Stage('qat', 'LSQ W4A4 + AUSAM, digits', 'configs/qat/digits/lsq-w4a4_smallcnn_1xb64-10e_digits_ausam.py',
           'accuracy/top1'),
+    Stage('pose', 'SimpleBaseline R18 + AUSAM, generated COCO keypoints', POSE_DEMO, 'coco/AP',
+          prepare=['tools/make_pose_demo_data.py']),
 ]
 
 
@@ -45,7 +54,8 @@ def latest_run(work_dir: str) -> str:
 
 
 def results(work_dir: str, metric: str):
-    """The last logged value of ``metric`` and the run's training images/s."""
+    """The last logged value of ``metric`` and the run's ``throughput.json`` (images/s,
+    sample-passes; see ``ThroughputHook``)."""
     run = latest_run(work_dir)
     value = None
     with open(osp.join(run, 'vis_data', 'scalars.json')) as f:
@@ -53,8 +63,7 @@ def results(work_dir: str, metric: str):
             record = json.loads(line)
             value = record.get(metric, value)
     with open(osp.join(run, 'throughput.json')) as f:
-        images_per_s = json.load(f)['images_per_s']
-    return value, images_per_s
+        return value, json.load(f)
 
 
 def main():
@@ -68,15 +77,17 @@ def main():
         command = [sys.executable, 'tools/train.py', stage.config]
         print(f'\n=== {stage.title}: {" ".join(command[1:])}', flush=True)
         start = time.perf_counter()
+        if stage.prepare:
+            subprocess.run([sys.executable] + stage.prepare, cwd=ROOT, check=True)
         subprocess.run(command, cwd=ROOT, check=True)
         seconds = time.perf_counter() - start
         name = osp.splitext(osp.basename(stage.config))[0]
-        value, images_per_s = results(osp.join(ROOT, 'work_dirs', name), stage.metric)
-        rows.append((stage.title, stage.metric, value, images_per_s, seconds))
+        value, throughput = results(osp.join(ROOT, 'work_dirs', name), stage.metric)
+        rows.append((stage.title, stage.metric, value, throughput['images_per_s'], seconds))
     print('\n| stage | metric | value | train images/s | wall time |')
     print('|---|---|---:|---:|---:|')
     for title, metric, value, images_per_s, seconds in rows:
-        print(f'| {title} | {metric} | {value:.2f} | {images_per_s:.0f} | {seconds:.0f} s |')
+        print(f'| {title} | {metric} | {value:.3g} | {images_per_s:.0f} | {seconds:.0f} s |')
 
 
 if __name__ == '__main__':

@@ -14,6 +14,7 @@ param_scheduler = [
 ]
 auto_scale_lr = dict(base_batch_size=32)
 randomness = dict(seed=0)
+custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ThroughputHook')]  # MMPose's + images/s
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""The pose demo with each optimizer at the same epochs: COCO AP against cost.
+
+Trains ``configs/pose/demo/td-hm_res18_[<variant>-]1xb32-12e_posedemo-96x64.py`` (MMPose's
+Adam, SAM, AUSAM, vSAM) through ``tools/train.py`` on the generated data set and writes a
+markdown table (COCO AP on the val split by MMPose's CocoMetric, training images/s, wall
+time, forward/backward sample-passes per image) and ``results.json``::
+
+    python tools/benchmark_pose.py [--variants adam sam ausam vsam] [--seeds 0 1]
+                                   [--out-dir work_dirs/benchmark_pose]
+
+Runs execute one after another; wall times are comparable only on an otherwise idle
+machine, sample-passes always are.
+"""
+import argparse
+import json
+import os.path as osp
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from demo import results  # noqa: E402
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = 'configs/pose/demo/td-hm_res18_{}1xb32-12e_posedemo-96x64.py'
+VARIANTS = ('adam', 'sam', 'ausam', 'vsam')
+
+
+def run(variant: str, seed: int, out_dir: str) -> dict:
+    config = CONFIG.format('' if variant == 'adam' else f'{variant}-')
+    work_dir = osp.join(out_dir, f'{variant}_seed{seed}')
+    command = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
+               '--cfg-options', f'randomness.seed={seed}']
+    print('\n===', ' '.join(command[1:]), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True)
+    wall = time.perf_counter() - start
+    ap, throughput = results(osp.join(ROOT, work_dir), 'coco/AP')
+    return dict(variant=variant, seed=seed, ap=ap, images_per_s=throughput['images_per_s'], wall_s=wall,
+                passes_per_image=throughput['sample_passes'] / throughput['images'])
+
+
+def table(runs):
+    lines = ['| optimizer | COCO AP (mean ± std) | images/s | wall time | sample-passes / image |',
+             '|---|---:|---:|---:|---:|']
+    for variant in dict.fromkeys(r['variant'] for r in runs):
+        rs = [r for r in runs if r['variant'] == variant]
+        aps = [r['ap'] for r in rs]
+        spread = f' ± {statistics.stdev(aps):.3f}' if len(aps) > 1 else ''
+        lines.append(f'| {"Adam" if variant == "adam" else variant.upper()} | {statistics.mean(aps):.3f}{spread} '
+                     f'| {statistics.mean(r["images_per_s"] for r in rs):.1f} '
+                     f'| {statistics.mean(r["wall_s"] for r in rs):.0f} s '
+                     f'| {statistics.mean(r["passes_per_image"] for r in rs):.2f} |')
+    return '\n'.join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--variants', nargs='+', choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0])
+    parser.add_argument('--out-dir', default='work_dirs/benchmark_pose')
+    args = parser.parse_args()
+    subprocess.run([sys.executable, 'tools/make_pose_demo_data.py'], cwd=ROOT, check=True)
+    runs = [run(v, s, args.out_dir) for s in args.seeds for v in args.variants]
+    md = table(runs)
+    print('\n' + md)
+    with open(osp.join(ROOT, args.out_dir, 'results.md'), 'w') as f:
+        f.write(md + '\n')
+    with open(osp.join(ROOT, args.out_dir, 'results.json'), 'w') as f:
+        json.dump(dict(runs=runs, command=sys.argv, machine=platform.platform(),
+                       processor=platform.processor(), date=time.strftime('%Y-%m-%d %H:%M')), f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
