@@ -1,0 +1,84 @@
+"""``tools/benchmark_accuracy.py`` end to end at tiny settings: files, exact costs, cache, errors."""
+import importlib.util
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+TOOL = osp.join(ROOT, 'tools', 'benchmark_accuracy.py')
+EPOCHS, BATCH, ALPHA = 2, 64, 0.5
+ARGS = ['--noise', '0.4', '--seeds', '0', '--precision', 'float', 'w4a4', '--optimizers', 'SGD', 'SAM', 'AUSAM',
+        '--epochs-float', str(EPOCHS), '--epochs-qat', str(EPOCHS), '--alpha', str(ALPHA)]
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('benchmark_accuracy', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def out_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp('bench')
+    subprocess.run([sys.executable, TOOL, *ARGS, '--out-dir', str(out)], cwd=ROOT, check=True,
+                   capture_output=True, text=True)
+    return out
+
+
+def runs_by_name(out_dir):
+    with open(out_dir / 'results.json') as f:
+        data = json.load(f)
+    return data, {(r['spec']['precision'], r['spec']['optimizer']): r for r in data['runs']}
+
+
+def test_writes_every_report(out_dir):
+    for name in ('results.json', 'results.md', 'accuracy_vs_cost.png', 'ausam_behaviour.png'):
+        assert (out_dir / name).stat().st_size > 0
+    assert not (out_dir / 'vsam_behaviour.png').exists()  # no vSAM run in this grid
+    data, runs = runs_by_name(out_dir)
+    assert set(runs) == {(p, o) for p in ('float', 'w4a4') for o in ('SGD', 'SAM', 'AUSAM')}
+    assert {'torch', 'mmengine', 'cpu', 'cpu_count', 'date', 'command'} <= set(data['environment'])
+    table = (out_dir / 'results.md').read_text()
+    assert '| 0.4 | float | AUSAM |' in table and 'SAM beats SGD beyond the seed spread' in table
+    assert all(0 <= r['top1'] <= 100 for r in runs.values())
+    # QAT starts from the float SGD checkpoint of the same noise rate and seed.
+    assert runs[('w4a4', 'SAM')]['config']['float_checkpoint'] == runs[('float', 'SGD')]['checkpoint']
+
+
+def test_sample_passes_are_exact(out_dir):
+    from qat_sam.data.digits import NUM_TRAIN
+    batches = [BATCH] * (NUM_TRAIN // BATCH) + ([NUM_TRAIN % BATCH] if NUM_TRAIN % BATCH else [])
+    subset_epoch = sum(2 * max(1, math.floor(ALPHA * b)) for b in batches)
+    _, runs = runs_by_name(out_dir)
+    for precision in ('float', 'w4a4'):
+        sgd, sam, ausam = (runs[(precision, o)]['sample_passes'] for o in ('SGD', 'SAM', 'AUSAM'))
+        assert sgd == NUM_TRAIN * EPOCHS
+        assert sam == 2 * sgd
+        assert ausam == 2 * NUM_TRAIN + (EPOCHS - 1) * subset_epoch
+    data, _ = runs_by_name(out_dir)
+    row = next(r for r in data['summary'] if r['optimizer'] == 'AUSAM' and r['precision'] == 'float')
+    assert row['passes_vs_SGD'] == pytest.approx((2 * NUM_TRAIN + (EPOCHS - 1) * subset_epoch) / (NUM_TRAIN * EPOCHS))
+
+
+def test_rerun_reuses_results(out_dir, capsys):
+    results = sorted((out_dir / 'runs').glob('*/result.json'))
+    before = {p: os.stat(p).st_mtime_ns for p in results}
+    load_tool().main([*ARGS, '--out-dir', str(out_dir)])
+    assert '0 runs trained, 6 reused' in capsys.readouterr().out
+    assert {p: os.stat(p).st_mtime_ns for p in results} == before
+
+
+def test_unknown_optimizer_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_tool().main(['--optimizers', 'SGD', 'Adam', '--out-dir', str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'Adam'" in err and 'AUSAM' in err
+    assert not any(tmp_path.iterdir())
