@@ -445,6 +445,11 @@ def paired_gain(rows: Dict[str, dict], a: str, b: str) -> Optional[dict]:
                 beyond=len(diffs) > 1 and gain > spread)
 
 
+#: Ratios of whole test images (1 image = 100/497 points) hit the thresholds exactly; float
+#: rounding must not decide them.
+TOLERANCE = 1e-9
+
+
 def claims(summary: List[dict], keep: float = 0.8, max_passes: float = 0.6) -> List[dict]:
     """The issue's claims per (noise, precision), each marked holds / does not hold / n/a.
 
@@ -471,7 +476,7 @@ def claims(summary: List[dict], keep: float = 0.8, max_passes: float = 0.6) -> L
             ratio = rows[name]['passes_vs_SAM']
             if ratio is not None:
                 add(f'{label} costs <= {max_passes:.0%} of SAM\'s sample-passes', f'{ratio:.0%}',
-                    _verdict(ratio <= max_passes))
+                    _verdict(ratio <= max_passes + TOLERANCE))
         for name, control, label in (('AUSAM', 'UniformSubsetSAM', 'AUSAM beats UniformSubsetSAM at equal cost'),
                                      ('VSAM', 'RandomScheduleSAM', 'vSAM beats RandomScheduleSAM at equal cost')):
             gain = paired_gain(rows, name, control)
@@ -489,7 +494,7 @@ def _kept(own: dict, sam: dict, keep: float):
     if not sam['beyond']:
         return gains, 'n/a (no SAM gain beyond the spread)'
     kept = own['gain'] / sam['gain']
-    return f'{kept:.0%} ({gains})', _verdict(kept >= keep)
+    return f'{kept:.0%} ({gains})', _verdict(kept >= keep - TOLERANCE)
 
 
 def _gain_text(g: dict) -> str:
