@@ -87,7 +87,8 @@ def main():
     print('\n| stage | metric | value | train images/s | wall time |')
     print('|---|---|---:|---:|---:|')
     for title, metric, value, images_per_s, seconds in rows:
-        print(f'| {title} | {metric} | {value:.3g} | {images_per_s:.0f} | {seconds:.0f} s |')
+        shown = f'{value:.3f}' if abs(value) <= 1 else f'{value:.2f}'  # AP in [0, 1], accuracy in %
+        print(f'| {title} | {metric} | {shown} | {images_per_s:.0f} | {seconds:.0f} s |')
 
 
 if __name__ == '__main__':
