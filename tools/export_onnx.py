@@ -35,7 +35,7 @@ def parse_args():
     return parser.parse_args()
 
 
-def test_batches(cfg):
+def test_split_batches(cfg):
     """``(images, labels)`` of the config's test split, images as the data set yields them."""
     import torch
     loader = Runner.build_dataloader(cfg.test_dataloader)
@@ -55,12 +55,12 @@ def main():
     model = MODELS.build(cfg.model)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     network = deployable(model)
-    example, _ = next(test_batches(cfg))
+    example, _ = next(test_split_batches(cfg))
     out = args.out or osp.splitext(args.checkpoint)[0] + '.onnx'
     kind = export_onnx(network, example[:1], out)
     print(f'wrote {out} ({kind})')
     if args.verify:
-        torch_top1, onnx_top1, diff = top1_torch_and_onnx(network, out, test_batches(cfg))
+        torch_top1, onnx_top1, diff = top1_torch_and_onnx(network, out, test_split_batches(cfg))
         print(f'top-1 on the test split: PyTorch {torch_top1:.2f}%, onnxruntime {onnx_top1:.2f}% '
               f'(max |logit difference| {diff:.2e})')
         if abs(torch_top1 - onnx_top1) > args.tolerance:

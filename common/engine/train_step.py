@@ -121,13 +121,14 @@ def sam_train_step(model, data, optim_wrapper, id_key: str = 'sample_idx',
 
     def closure(index: Tensor = None):
         batch = data if index is None else select_rows(data, index, batch_size)
-        optim_wrapper.sample_passes += batch_size if index is None else index.numel()
+        rows = batch_size if index is None else index.numel()
+        optim_wrapper.sample_passes += rows
         with optim_wrapper.optim_context(model):
             losses = model._run_forward(batch, mode='loss')
         if not first:
             first.update(_detached(losses))
         if per_sample:
-            return per_sample_total(losses, batch_size if index is None else index.numel())
+            return per_sample_total(losses, rows)
         return module.parse_losses(losses)[0]
 
     sample_ids = None
