@@ -6,6 +6,7 @@ import os.path as osp
 import re
 import subprocess
 import sys
+import uuid
 
 import pytest
 import torch
@@ -54,6 +55,7 @@ def small_run(config, data_root, work_dir, epochs=1, batch_size=8, deterministic
     cfg.default_hooks.logger.interval = 1
     cfg.randomness = dict(seed=0)
     cfg.merge_from_dict(options)
+    cfg.experiment_name = f'{osp.basename(cfg.filename)}_{uuid.uuid4().hex[:8]}'  # unique hub
     ensure_sam_hook(cfg)
     return Runner.from_cfg(cfg)
 

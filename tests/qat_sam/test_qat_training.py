@@ -5,6 +5,7 @@ import os.path as osp
 import re
 import subprocess
 import sys
+import uuid
 
 import pytest
 import torch
@@ -30,6 +31,7 @@ def train(config: str, work_dir, **options):
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(dict(work_dir=str(work_dir), **options))
     cfg.default_hooks.logger.interval = 50
+    cfg.experiment_name = f'{osp.basename(cfg.filename)}_{uuid.uuid4().hex[:8]}'  # unique hub
     ensure_sam_hook(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()

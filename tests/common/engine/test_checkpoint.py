@@ -1,5 +1,6 @@
 """An MMEngine Runner trains, saves, and a second Runner resumes from the checkpoint."""
 import pickle
+import uuid
 
 import pytest
 import torch
@@ -32,7 +33,7 @@ def toy_dataset():
 def make_runner(work_dir, max_epochs, resume=False):
     torch.manual_seed(0)  # the model is built before the Runner seeds
     return Runner(
-        model=ToyModel(), work_dir=str(work_dir), experiment_name=f'toy_{max_epochs}_{resume}',
+        model=ToyModel(), work_dir=str(work_dir), experiment_name=f'toy_{uuid.uuid4().hex[:8]}',
         train_dataloader=dict(dataset=toy_dataset(), batch_size=8, num_workers=0,
                               sampler=dict(type='DefaultSampler', shuffle=True),
                               collate_fn=dict(type='default_collate')),

@@ -1,5 +1,6 @@
 """A toy classification model and Runner factory for the MMEngine-glue tests."""
 import copy
+import uuid
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,9 @@ def make_runner(work_dir, sam, max_epochs=1, resume=False, per_sample=True, shuf
                 name='toy', **overrides):
     torch.manual_seed(0)
     cfg = dict(
-        model=ToyClassifier(per_sample), work_dir=str(work_dir), experiment_name=name,
+        model=ToyClassifier(per_sample), work_dir=str(work_dir),
+        # Unique: MMEngine reuses a MessageHub by name, and the optim wrapper logs to the newest.
+        experiment_name=f'{name}_{uuid.uuid4().hex[:8]}',
         train_dataloader=dict(dataset=toy_dataset(), batch_size=8, num_workers=0,
                               sampler=dict(type='DefaultSampler', shuffle=shuffle),
                               collate_fn=dict(type='default_collate')),
