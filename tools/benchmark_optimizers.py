@@ -14,9 +14,9 @@ images, 10 classes; the data does not matter for speed):
   a plain forward+backward on the full batch and on half the batch (AUSAM's subset)
   is timed in the same round (other subset sizes are interpolated linearly); as % of
   the step time, SGD's own included;
-* peak memory over construction and warm-up: ``torch.cuda.max_memory_allocated``
-  minus what the other entries hold on CUDA; on CPU the process's max RSS
-  (process-wide and monotone, so only its increase is informative).
+* memory: the optimizer's own state (every tensor it holds that is not a parameter:
+  momentum, SAM's backup, vSAM's PSF, ...), exact on any device; on CUDA also the peak
+  allocated over construction and warm-up minus what the other entries hold.
 
 Every entry is built and warmed up first, then the repeats run round-robin (repeat r
 of every optimizer and of the reference passes together), so load drifts on a shared
@@ -24,17 +24,18 @@ machine hit all entries alike.
 
 All SAM-family optimizers wrap SGD (lr 0.05, momentum 0.9, weight decay 5e-4) with
 their class defaults, except: AUSAM/UniformSubsetSAM alpha 0.5 (at epoch 1, epoch 0
-being plain SAM), VSAM adaptive with ``warmup_steps=0`` (its schedule starts at one
-SAM step per window of 50, so a short benchmark shows its early, cheap regime), VSAM
-at a fixed SAM share (``--fixed-rate``), LookSAM k=5, RandomScheduleSAM p=0.5.
+being plain SAM), VSAM at a fixed SAM share and RandomScheduleSAM at that same share
+(``--sam-share``; give it the share vSAM reached in training, as ``tools/benchmark.py``
+does), LookSAM k=5. Adaptive VSAM (``--optimizers VSAM``, ``warmup_steps=0``) is not in
+the default set: a short run sees only its first windows at one SAM step per 50.
 
 Run::
 
-    python tools/benchmark_optimizers.py                          # all, CUDA if available
+    python tools/benchmark_optimizers.py                              # CUDA if available
     python tools/benchmark_optimizers.py --device cpu --iters 3 --repeats 3
     python tools/benchmark_optimizers.py --lsq-bits 4                 # W4A4 LSQ ResNet-18
-    python tools/benchmark_optimizers.py --optimizers SGD SAM AUSAM VSAM-fixed \\
-        --amp --channels-last --json bench.json --markdown bench.md
+    python tools/benchmark_optimizers.py --optimizers SGD SAM AUSAM VSAM-fixed --sam-share 0.12 \\
+        --amp --channels-last --json bench.json --markdown bench.md --plot bench.png
 """
 from __future__ import annotations
 
@@ -45,7 +46,6 @@ import gc
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -63,6 +63,9 @@ from qat_sam.quant import prepare  # noqa: E402
 
 OPTIMIZERS = ['SGD', 'SAM', 'AUSAM', 'VSAM', 'VSAM-fixed', 'LookSAM', 'UniformSubsetSAM',
               'RandomScheduleSAM']
+#: Adaptive VSAM is left out by default: a short run sees only its first windows (one SAM
+#: step per 50), not the share it trains at; VSAM-fixed prices that share.
+DEFAULT_OPTIMIZERS = [name for name in OPTIMIZERS if name != 'VSAM']
 
 
 # ---------------------------------------------------------------------- the model
@@ -83,10 +86,10 @@ def build_optimizer(name: str, params, args):
         'SAM': (SAM, {}),
         'AUSAM': (AUSAM, subset),
         'VSAM': (VSAM, dict(warmup_steps=0, seed=0)),
-        'VSAM-fixed': (VSAM, dict(warmup_steps=0, fixed_rate=args.fixed_rate, seed=0)),
+        'VSAM-fixed': (VSAM, dict(warmup_steps=0, fixed_rate=args.sam_share, seed=0)),
         'LookSAM': (LookSAM, dict(k=5)),
         'UniformSubsetSAM': (UniformSubsetSAM, subset),
-        'RandomScheduleSAM': (RandomScheduleSAM, dict(sam_prob=0.5, seed=0)),
+        'RandomScheduleSAM': (RandomScheduleSAM, dict(sam_prob=args.sam_share, seed=0)),
     }[name]
     opt = cls(params, 'SGD', **kwargs, **base)
     if hasattr(opt, 'set_epoch'):
@@ -112,16 +115,79 @@ def timed(fn, n: int, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def memory_mib(device: torch.device, baseline: int = 0) -> float:
-    """Peak CUDA memory since the last reset minus ``baseline`` bytes, or the max RSS on CPU (MiB)."""
-    if device.type == 'cuda':
-        return (torch.cuda.max_memory_allocated(device) - baseline) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == 'darwin' else rss / 2**10  # bytes on macOS, KiB on Linux
+def state_mib(opt, params) -> float:
+    """MiB of the tensors ``opt`` holds (its state, buffers, wrapped optimizer), parameters excluded."""
+    seen = {p.untyped_storage().data_ptr() for p in params}
+    total, stack, visited = 0, [opt], set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in visited or isinstance(obj, (str, bytes, int, float, torch.nn.Module)):
+            continue
+        visited.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            storage = obj.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set)):
+            stack.extend(obj)
+        elif hasattr(obj, '__dict__'):
+            stack.extend(vars(obj).values())
+    return total / 2**20
+
+
+# ---------------------------------------------------------------------- report
+def label(name: str, args) -> str:
+    """Table label of an entry, with the SAM share of the fixed-share ones."""
+    if name == 'VSAM-fixed':
+        return f'VSAM (fixed share {args.sam_share:g})'
+    return f'RandomScheduleSAM (p {args.sam_share:g})' if name == 'RandomScheduleSAM' else name
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return f'{line.split(":", 1)[1].strip()} ({os.cpu_count()} cores)'
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+COLORS = {'SGD': '0.6', 'SAM': 'C3', 'AUSAM': 'C0', 'VSAM': 'C0', 'VSAM-fixed': 'C0'}
+
+
+def plot_vs_sgd(results: dict, args, title: str, path: Path) -> None:
+    """Bar chart: images/s relative to SGD (median, min-max over repeats), sample-passes on top."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = list(results)
+    sgd = results['SGD']['images_per_s']
+    ratios = [[a / b for a, b in zip(results[n]['images_per_s'], sgd)] for n in names]
+    med = [results[n]['vs_sgd'] for n in names]
+    err = [[m - min(r) for m, r in zip(med, ratios)], [max(r) - m for m, r in zip(med, ratios)]]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    bars = ax.bar(range(len(names)), med, yerr=err, capsize=3,
+                  color=[COLORS.get(n, 'C1') for n in names])  # controls in orange
+    for bar, n in zip(bars, names):
+        ax.annotate(f'{results[n]["sample_passes_per_step"]:.2f} passes', (bar.get_x() + bar.get_width() / 2, 0.02),
+                    ha='center', va='bottom', fontsize=7, rotation=90, color='white')
+    ax.axhline(1.0, color='k', lw=0.8, ls='--')
+    ax.set_xticks(range(len(names)), [label(n, args).replace(' (', '\n(') for n in names], fontsize=7)
+    ax.set_ylabel('images/s relative to SGD')
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------ main
-def parse_args():
+def parse_args(argv=None):
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if cuda else 'cpu')
@@ -129,15 +195,17 @@ def parse_args():
     p.add_argument('--warmup', type=int, default=None, help='warm-up iterations (3 on cpu, 10 on cuda)')
     p.add_argument('--iters', type=int, default=None, help='timed iterations per repeat (5 on cpu, 50 on cuda)')
     p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--optimizers', nargs='+', choices=OPTIMIZERS, default=OPTIMIZERS)
-    p.add_argument('--fixed-rate', type=float, default=0.5, help='SAM share of VSAM-fixed')
+    p.add_argument('--optimizers', nargs='+', choices=OPTIMIZERS, default=DEFAULT_OPTIMIZERS)
+    p.add_argument('--sam-share', type=float, default=0.5,
+                   help='SAM share of VSAM-fixed and RandomScheduleSAM, in (0, 1]')
     p.add_argument('--lsq-bits', type=int, choices=range(2, 9), metavar='{2..8}',
                    help='LSQ-quantize the network to W<b>A<b> (first and last layer 8 bits)')
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--amp', action='store_true', help='bf16 autocast')
     p.add_argument('--json', type=Path, help='write results, configuration and environment here')
     p.add_argument('--markdown', type=Path, help='write the table here')
-    args = p.parse_args()
+    p.add_argument('--plot', type=Path, help='write a PNG of images/s relative to SGD here')
+    args = p.parse_args(argv)
     gpu = args.device == 'cuda'
     args.warmup = (10 if gpu else 3) if args.warmup is None else args.warmup
     args.iters = (50 if gpu else 5) if args.iters is None else args.iters
@@ -145,12 +213,14 @@ def parse_args():
         p.error('--device cuda: no CUDA device is available')
     if args.batch_size < 2 or args.iters < 1 or args.repeats < 1 or args.warmup < 1:
         p.error('need --batch-size >= 2, --iters >= 1, --repeats >= 1, --warmup >= 1')
+    if not 0 < args.sam_share <= 1:
+        p.error(f'--sam-share must lie in (0, 1], got {args.sam_share}')
     args.device = torch.device(args.device)
     return args
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     device, batch, half = args.device, args.batch_size, args.batch_size // 2
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -176,8 +246,8 @@ def main():
     def setup(name, rows=None):
         """Build one entry (a reference pass on ``rows`` rows, or an optimizer) and warm it up.
 
-        Memory is measured here: the peak over construction and warm-up, minus what the
-        other entries already hold (CUDA).
+        Peak CUDA memory is measured here: over construction and warm-up, minus what the
+        other entries already hold.
         """
         gc.collect()
         if device.type == 'cuda':
@@ -205,7 +275,8 @@ def main():
         for _ in range(args.warmup):
             step()
             bar.update()
-        return dict(step=step, counts=counts, opt=opt, memory=memory_mib(device, baseline), runs=[])
+        peak = (torch.cuda.max_memory_allocated(device) - baseline) / 2**20 if device.type == 'cuda' else None
+        return dict(step=step, counts=counts, opt=opt, model=model, peak=peak, runs=[])
 
     # Build and warm up every entry, then time them round-robin: repeat r of every
     # optimizer runs next to repeat r of the reference passes, so load drifts on a
@@ -242,7 +313,8 @@ def main():
             calls_per_step=sum(total.values()) / steps, rows_histogram={str(r): n for r, n in total.items()},
             overhead_ms=1e3 * statistics.median(overhead),
             overhead_pct=statistics.median(100 * o / t for o, t in zip(overhead, step_s)),
-            peak_memory_mib=e['memory'], statistics=getattr(e['opt'], 'statistics', dict)())
+            peak_memory_mib=e['peak'], state_mib=state_mib(e['opt'], list(e['model'].parameters())),
+            statistics=getattr(e['opt'], 'statistics', dict)())
 
     if 'SGD' in results:  # per round, so that load drifts between rounds cancel
         for r in results.values():
@@ -251,26 +323,30 @@ def main():
     def ms(seconds):
         return f'{1e3 * seconds:.1f}'
 
-    mem = 'peak CUDA MiB (own)' if device.type == 'cuda' else 'max RSS MiB (process)'
-    lines = [f'| optimizer | images/s (median) | min-max | vs SGD (median) | sample-passes/step | overhead | {mem} |',
-             '|---|---:|---:|---:|---:|---:|---:|']
+    cuda = device.type == 'cuda'
+    lines = ['| optimizer | images/s (median) | min-max | vs SGD (median) | sample-passes/step | overhead '
+             '| optimizer state MiB |' + (' peak CUDA MiB (own) |' if cuda else ''),
+             '|---|---:|---:|---:|---:|---:|---:|' + ('---:|' if cuda else '')]
     for name, r in results.items():
-        label = f'VSAM (fixed {args.fixed_rate:g})' if name == 'VSAM-fixed' else name
         ratio = f'{r["vs_sgd"]:.2f}x' if 'vs_sgd' in r else '-'
-        lines.append(f'| {label} | {r["median"]:.1f} | {r["min"]:.1f}-{r["max"]:.1f} | {ratio} | '
+        lines.append(f'| {label(name, args)} | {r["median"]:.1f} | {r["min"]:.1f}-{r["max"]:.1f} | {ratio} | '
                      f'{r["sample_passes_per_step"]:.2f} | {r["overhead_ms"]:.1f} ms ({r["overhead_pct"]:.1f}%) '
-                     f'| {r["peak_memory_mib"]:.0f} |')
-    device_name = torch.cuda.get_device_name(device) if device.type == 'cuda' else (platform.processor() or platform.machine())
-    lines += ['', f'ResNet-18 (CIFAR{", LSQ W%dA%d" % (args.lsq_bits, args.lsq_bits) if args.lsq_bits else ""}), batch {batch}, {device_name}, amp={args.amp}, '
+                     f'| {r["state_mib"]:.1f} |' + (f' {r["peak_memory_mib"]:.0f} |' if cuda else ''))
+    device_name = torch.cuda.get_device_name(device) if cuda else cpu_name()
+    model = f'ResNet-18 (CIFAR{", LSQ W%dA%d" % (args.lsq_bits, args.lsq_bits) if args.lsq_bits else ""})'
+    lines += ['', f'{model}, batch {batch}, {device_name}, {torch.get_num_threads()} torch threads, amp={args.amp}, '
               f'channels_last={args.channels_last}, {args.repeats} x {args.iters} timed iterations after '
               f'{args.warmup} warm-up, round-robin. Plain fwd+bwd, median (min-max): full batch '
               f'{ms(statistics.median(pass_s[batch]))} ms ({ms(min(pass_s[batch]))}-{ms(max(pass_s[batch]))}), '
               f'half batch {ms(statistics.median(pass_s[half]))} ms ({ms(min(pass_s[half]))}-{ms(max(pass_s[half]))}). '
-              'Overhead = step time - passes run x pass time (same round), as % of the step time.']
+              'Overhead = step time - passes run x pass time (same round), as % of the step time. '
+              'Optimizer state: every tensor the optimizer holds besides the parameters (SGD: momentum).']
     table = '\n'.join(lines)
     print(table)
     if args.markdown:
         args.markdown.write_text(table + '\n')
+    if args.plot and 'SGD' in results:
+        plot_vs_sgd(results, args, f'{model}, batch {batch}, {device_name}', args.plot)
     if args.json:
         config = {k: str(v) if isinstance(v, (Path, torch.device)) else v for k, v in vars(args).items()}
         env = dict(torch=torch.__version__, cuda=torch.version.cuda, device=device_name,

@@ -7,7 +7,7 @@ markdown table (COCO AP on the val split by MMPose's CocoMetric, training images
 time, forward/backward sample-passes per image) and ``results.json``::
 
     python tools/benchmark_pose.py [--variants adam sam ausam vsam] [--seeds 0 1]
-                                   [--out-dir work_dirs/benchmark_pose]
+                                   [--epochs N] [--out-dir work_dirs/benchmark_pose]
 
 Runs execute one after another; wall times are comparable only on an otherwise idle
 machine, sample-passes always are.
@@ -29,11 +29,13 @@ CONFIG = 'configs/pose/demo/td-hm_res18_{}1xb32-12e_posedemo-96x64.py'
 VARIANTS = ('adam', 'sam', 'ausam', 'vsam')
 
 
-def run(variant: str, seed: int, out_dir: str) -> dict:
+def run(variant: str, seed: int, out_dir: str, epochs=None) -> dict:
     config = CONFIG.format('' if variant == 'adam' else f'{variant}-')
     work_dir = osp.join(out_dir, f'{variant}_seed{seed}')
     command = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
                '--cfg-options', f'randomness.seed={seed}']
+    if epochs is not None:
+        command.append(f'train_cfg.max_epochs={epochs}')
     print('\n===', ' '.join(command[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True)
@@ -62,9 +64,10 @@ def main():
     parser.add_argument('--variants', nargs='+', choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0])
     parser.add_argument('--out-dir', default='work_dirs/benchmark_pose')
+    parser.add_argument('--epochs', type=int, help="override the config's 12 epochs")
     args = parser.parse_args()
     subprocess.run([sys.executable, 'tools/make_pose_demo_data.py'], cwd=ROOT, check=True)
-    runs = [run(v, s, args.out_dir) for s in args.seeds for v in args.variants]
+    runs = [run(v, s, args.out_dir, args.epochs) for s in args.seeds for v in args.variants]
     md = table(runs)
     print('\n' + md)
     with open(osp.join(ROOT, args.out_dir, 'results.md'), 'w') as f:
