@@ -2,7 +2,7 @@
 # (idempotent: seconds when nothing changed; see tools/setup_env.py).
 PY := .venv/bin/python
 
-.PHONY: setup demo test
+.PHONY: setup demo test benchmark
 setup:
 	python3 tools/setup_env.py
 
@@ -11,3 +11,6 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+benchmark: setup  # the evidence in README.md (accuracy grid, then speed); about 1.5 h on 2 CPU cores
+	$(PY) tools/benchmark.py --publish docs/benchmarks

@@ -33,6 +33,9 @@ import sys
 
 import torch
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from benchmark_optimizers import cpu_name  # noqa: E402
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STAGES = ('accuracy', 'speed', 'pose')
 PRECISIONS = {'float': [], 'w4a4': ['--lsq-bits', '4']}
@@ -72,12 +75,8 @@ def read(path: str) -> str:
 
 def machine() -> str:
     """CPU model and core count, GPU if any, torch version."""
-    cpu = platform.processor() or platform.machine()
-    if osp.exists('/proc/cpuinfo'):
-        with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
     gpu = f', {torch.cuda.get_device_name(0)}' if torch.cuda.is_available() else ', no GPU'
-    return f'{cpu} ({os.cpu_count()} cores){gpu}, torch {torch.__version__}, Python {platform.python_version()}'
+    return f'{cpu_name()}{gpu}, torch {torch.__version__}, Python {platform.python_version()}'
 
 
 def write_summary(out_dir: str, commands: dict, share: float) -> str:
@@ -125,7 +124,8 @@ def publish(out_dir: str, dest: str) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument('--stages', nargs='+', choices=STAGES, default=['accuracy', 'speed'])
+    p.add_argument('--stages', nargs='*', choices=STAGES, default=['accuracy', 'speed'],
+                   help='none: only rewrite summary.md (and publish) from earlier results')
     p.add_argument('--out-dir', help='default work_dirs/benchmark (work_dirs/benchmark_quick with --quick)')
     p.add_argument('--quick', action='store_true', help='every stage in miniature (a smoke run)')
     p.add_argument('--publish', metavar='DIR', help='copy the result files (not the runs) here')

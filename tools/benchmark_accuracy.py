@@ -9,7 +9,7 @@ SGD checkpoint of the same noise rate and seed. One command reproduces everythin
     python tools/benchmark_accuracy.py          # the default grid: 126 runs, 30-60 min on 2 cores
     python tools/benchmark_accuracy.py --precision float w4a4 w2a2 --seeds 0 1 2 3 4
 
-and writes to ``--out-dir`` (default ``work_dirs/benchmark_accuracy``):
+and writes to ``--out-dir`` (default ``work_dirs/benchmark/accuracy``, as ``tools/benchmark.py``):
 
 * ``runs/<run>/result.json``: one file per run (the cache: a re-run skips finished runs,
   ``--force`` redoes them), next to the run's MMEngine work dir and ``behaviour.json``;
@@ -717,7 +717,7 @@ def parse_args(argv=None):
                    help="AUSAM's f_max ramp, as a share of the epochs")
     p.add_argument('--vsam-warmup', type=float, default=DEFAULTS['vsam_warmup'],
                    help="vSAM's all-SAM warm-up, as a share of the epochs")
-    p.add_argument('--out-dir', default=osp.join('work_dirs', 'benchmark_accuracy'))
+    p.add_argument('--out-dir', default=osp.join('work_dirs', 'benchmark', 'accuracy'))
     p.add_argument('--force', action='store_true', help='redo runs that are cached')
     p.add_argument('--isolate', action='store_true', help='one subprocess per run')
     p.add_argument('--threads', type=int, default=1, help='torch threads per run')

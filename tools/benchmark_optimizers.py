@@ -171,7 +171,7 @@ def plot_vs_sgd(results: dict, args, title: str, path: Path) -> None:
     ratios = [[a / b for a, b in zip(results[n]['images_per_s'], sgd)] for n in names]
     med = [results[n]['vs_sgd'] for n in names]
     err = [[m - min(r) for m, r in zip(med, ratios)], [max(r) - m for m, r in zip(med, ratios)]]
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     bars = ax.bar(range(len(names)), med, yerr=err, capsize=3,
                   color=[COLORS.get(n, 'C1') for n in names])  # controls in orange
     for bar, n in zip(bars, names):

@@ -7,7 +7,7 @@ markdown table (COCO AP on the val split by MMPose's CocoMetric, training images
 time, forward/backward sample-passes per image) and ``results.json``::
 
     python tools/benchmark_pose.py [--variants adam sam ausam vsam] [--seeds 0 1]
-                                   [--epochs N] [--out-dir work_dirs/benchmark_pose]
+                                   [--epochs N] [--out-dir work_dirs/benchmark/pose]
 
 Runs execute one after another; wall times are comparable only on an otherwise idle
 machine, sample-passes always are.
@@ -34,8 +34,8 @@ def run(variant: str, seed: int, out_dir: str, epochs=None) -> dict:
     work_dir = osp.join(out_dir, f'{variant}_seed{seed}')
     command = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
                '--cfg-options', f'randomness.seed={seed}']
-    if epochs is not None:
-        command.append(f'train_cfg.max_epochs={epochs}')
+    if epochs is not None:  # validate once, at the end; the LR schedule stays the config's
+        command += [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}']
     print('\n===', ' '.join(command[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True)
@@ -63,8 +63,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--variants', nargs='+', choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0])
-    parser.add_argument('--out-dir', default='work_dirs/benchmark_pose')
-    parser.add_argument('--epochs', type=int, help="override the config's 12 epochs")
+    parser.add_argument('--out-dir', default='work_dirs/benchmark/pose')
+    parser.add_argument('--epochs', type=int, help="fewer than the config's 12 epochs (a smoke run)")
     args = parser.parse_args()
     subprocess.run([sys.executable, 'tools/make_pose_demo_data.py'], cwd=ROOT, check=True)
     runs = [run(v, s, args.out_dir, args.epochs) for s in args.seeds for v in args.variants]
