@@ -43,7 +43,8 @@ PRECISIONS = {'float': [], 'w4a4': ['--lsq-bits', '4']}
 DEFAULT_SAM_SHARE = 0.12
 QUICK = dict(accuracy=['--noise', '0.4', '--seeds', '0', '--precision', 'float', 'w4a4',
                        '--epochs-float', '2', '--epochs-qat', '1'],
-             speed=['--warmup', '1', '--iters', '1', '--repeats', '2', '--batch-size', '4'],
+             speed=['--warmup', '1', '--iters', '1', '--repeats', '2', '--batch-size', '4',
+                    '--optimizers', 'SGD', 'SAM', 'AUSAM', 'VSAM-fixed'],
              pose=['--variants', 'adam', 'ausam', '--epochs', '1'])
 
 
@@ -159,8 +160,8 @@ def main(argv=None) -> None:
             for precision, bits in PRECISIONS.items():
                 stem = f'speed/{device}_{precision}'
                 path = osp.join(out, stem)
-                stage(stem, 'benchmark_optimizers.py', ['--device', device, *bits, '--sam-share', share, '--json',
-                                                        path + '.json', '--markdown', path + '.md', '--plot', path + '.png'])
+                outputs = ['--json', path + '.json', '--markdown', path + '.md', '--plot', path + '.png']
+                stage(stem, 'benchmark_optimizers.py', ['--device', device, *bits, '--sam-share', share] + outputs)
     if 'pose' in args.stages:
         stage('pose', 'benchmark_pose.py', ['--out-dir', osp.join(out, 'pose')])
     print('\nsummary:', write_summary(out, commands, share))

@@ -15,8 +15,11 @@ images, 10 classes; the data does not matter for speed):
   is timed in the same round (other subset sizes are interpolated linearly); as % of
   the step time, SGD's own included;
 * memory: the optimizer's own state (every tensor it holds that is not a parameter:
-  momentum, SAM's backup, vSAM's PSF, ...), exact on any device; on CUDA also the peak
-  allocated over construction and warm-up minus what the other entries hold.
+  momentum, SAM's backup, vSAM's PSF, ...), exact on any device; and the peak over
+  building the model and optimizer and the warm-up steps: on CUDA the peak allocated
+  minus what the other entries hold, on CPU (Linux) the growth of the peak RSS of a
+  fresh process that builds and warms up that optimizer alone (until it has run a SAM
+  step, for the schedule-based ones).
 
 Every entry is built and warmed up first, then the repeats run round-robin (repeat r
 of every optimizer and of the reference passes together), so load drifts on a shared
@@ -47,6 +50,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -187,6 +191,38 @@ def plot_vs_sgd(results: dict, args, title: str, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ main
+def reset_peak_rss() -> None:
+    """Linux: set this process's peak RSS (VmHWM) to its current RSS, where permitted."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+
+
+def rss_mib(field: str) -> float:
+    """``VmRSS`` (current) or ``VmHWM`` (peak) of this process in MiB, from /proc (Linux).
+
+    Not ``getrusage``: Linux carries ``ru_maxrss`` over exec, so a child started by a big
+    parent would report the parent's peak.
+    """
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 2**10  # kB
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+def cpu_peak_mib(name: str, args) -> float:
+    """Peak RSS growth of a fresh process that builds and warms up ``name`` alone (CPU)."""
+    command = [sys.executable, __file__, '--peak-of', name, '--device', 'cpu', '--batch-size', args.batch_size,
+               '--warmup', args.warmup, '--sam-share', args.sam_share]
+    command += ['--lsq-bits', args.lsq_bits] if args.lsq_bits else []
+    command += ['--channels-last'] * args.channels_last + ['--amp'] * args.amp
+    out = subprocess.run([str(c) for c in command], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])['peak_mib']
+
+
 def parse_args(argv=None):
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -194,7 +230,7 @@ def parse_args(argv=None):
     p.add_argument('--batch-size', type=int, default=128)
     p.add_argument('--warmup', type=int, default=None, help='warm-up iterations (3 on cpu, 10 on cuda)')
     p.add_argument('--iters', type=int, default=None, help='timed iterations per repeat (5 on cpu, 50 on cuda)')
-    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--optimizers', nargs='+', choices=OPTIMIZERS, default=DEFAULT_OPTIMIZERS)
     p.add_argument('--sam-share', type=float, default=0.5,
                    help='SAM share of VSAM-fixed and RandomScheduleSAM, in (0, 1]')
@@ -205,6 +241,7 @@ def parse_args(argv=None):
     p.add_argument('--json', type=Path, help='write results, configuration and environment here')
     p.add_argument('--markdown', type=Path, help='write the table here')
     p.add_argument('--plot', type=Path, help='write a PNG of images/s relative to SGD here')
+    p.add_argument('--peak-of', choices=OPTIMIZERS, help=argparse.SUPPRESS)  # child: one CPU peak
     args = p.parse_args(argv)
     gpu = args.device == 'cuda'
     args.warmup = (10 if gpu else 3) if args.warmup is None else args.warmup
@@ -282,6 +319,16 @@ def main(argv=None):
     # optimizer runs next to repeat r of the reference passes, so load drifts on a
     # shared machine hit all of them alike, and each repeat's overhead uses the pass
     # times of its own round.
+    if args.peak_of:  # a child of cpu_peak_mib: build and warm up one optimizer, report the RSS growth
+        bar, before = tqdm(disable=True), rss_mib('VmRSS')
+        reset_peak_rss()
+        entry, steps = setup(args.peak_of), args.warmup
+        # schedule-based ones: go on until a SAM step (two passes) has run and built its buffers
+        while args.peak_of != 'SGD' and sum(entry['counts'].values()) == steps and steps < 100:
+            entry['step']()
+            steps += 1
+        print(json.dumps(dict(peak_mib=rss_mib('VmHWM') - before)))
+        return
     bar = tqdm(total=(args.warmup + args.repeats * args.iters) * (2 + len(args.optimizers)),
                unit='it', dynamic_ncols=True)
     passes = {rows: setup(f'fwd+bwd {rows} rows', rows) for rows in (batch, half)}
@@ -301,7 +348,8 @@ def main(argv=None):
         return sum(n * (part + (rows - half) * (full - part) / (batch - half)) for rows, n in counts.items())
 
     results, steps = {}, args.iters * args.repeats
-    for name, e in entries.items():
+    cpu_peaks = tqdm(entries.items(), desc='peak memory (fresh processes)', disable=device.type == 'cuda')
+    for name, e in cpu_peaks:
         step_s = [t for t, _ in e['runs']]
         imgs = [batch / t for t in step_s]
         overhead = [t - passes_seconds(c, r) / args.iters for r, (t, c) in enumerate(e['runs'])]
@@ -313,7 +361,8 @@ def main(argv=None):
             calls_per_step=sum(total.values()) / steps, rows_histogram={str(r): n for r, n in total.items()},
             overhead_ms=1e3 * statistics.median(overhead),
             overhead_pct=statistics.median(100 * o / t for o, t in zip(overhead, step_s)),
-            peak_memory_mib=e['peak'], state_mib=state_mib(e['opt'], list(e['model'].parameters())),
+            peak_memory_mib=e['peak'] if device.type == 'cuda' else cpu_peak_mib(name, args),
+            state_mib=state_mib(e['opt'], list(e['model'].parameters())),
             statistics=getattr(e['opt'], 'statistics', dict)())
 
     if 'SGD' in results:  # per round, so that load drifts between rounds cancel
@@ -325,13 +374,13 @@ def main(argv=None):
 
     cuda = device.type == 'cuda'
     lines = ['| optimizer | images/s (median) | min-max | vs SGD (median) | sample-passes/step | overhead '
-             '| optimizer state MiB |' + (' peak CUDA MiB (own) |' if cuda else ''),
-             '|---|---:|---:|---:|---:|---:|---:|' + ('---:|' if cuda else '')]
+             '| optimizer state MiB | ' + ('peak CUDA MiB (own) |' if cuda else 'peak RSS growth MiB (alone) |'),
+             '|---|---:|---:|---:|---:|---:|---:|---:|']
     for name, r in results.items():
         ratio = f'{r["vs_sgd"]:.2f}x' if 'vs_sgd' in r else '-'
         lines.append(f'| {label(name, args)} | {r["median"]:.1f} | {r["min"]:.1f}-{r["max"]:.1f} | {ratio} | '
                      f'{r["sample_passes_per_step"]:.2f} | {r["overhead_ms"]:.1f} ms ({r["overhead_pct"]:.1f}%) '
-                     f'| {r["state_mib"]:.1f} |' + (f' {r["peak_memory_mib"]:.0f} |' if cuda else ''))
+                     f'| {r["state_mib"]:.1f} | {r["peak_memory_mib"]:.0f} |')
     device_name = torch.cuda.get_device_name(device) if cuda else cpu_name()
     model = f'ResNet-18 (CIFAR{", LSQ W%dA%d" % (args.lsq_bits, args.lsq_bits) if args.lsq_bits else ""})'
     lines += ['', f'{model}, batch {batch}, {device_name}, {torch.get_num_threads()} torch threads, amp={args.amp}, '
@@ -340,7 +389,10 @@ def main(argv=None):
               f'{ms(statistics.median(pass_s[batch]))} ms ({ms(min(pass_s[batch]))}-{ms(max(pass_s[batch]))}), '
               f'half batch {ms(statistics.median(pass_s[half]))} ms ({ms(min(pass_s[half]))}-{ms(max(pass_s[half]))}). '
               'Overhead = step time - passes run x pass time (same round), as % of the step time. '
-              'Optimizer state: every tensor the optimizer holds besides the parameters (SGD: momentum).']
+              'Optimizer state: every tensor the optimizer holds besides the parameters (SGD: momentum). '
+              + ('Peak CUDA: over building and warm-up, minus what the other entries hold.' if cuda else
+                 'Peak RSS growth: a fresh process building the model and optimizer and warming up '
+                 '(schedule-based ones until their first SAM step).')]
     table = '\n'.join(lines)
     print(table)
     if args.markdown:

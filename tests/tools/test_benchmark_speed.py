@@ -79,9 +79,12 @@ def test_speed_benchmark_counts_passes_and_state_exactly(speed_run):
     sgd_state = results['SGD']['state_mib']
     assert results['SAM']['state_mib'] == pytest.approx(2 * sgd_state, rel=1e-6)
     assert results['SGD']['vs_sgd'] == 1.0 and all(r['median'] > 0 for r in results.values())
+    # CPU peak: each optimizer alone in a fresh process; it holds at least the model and its state
+    assert all(r['peak_memory_mib'] > r['state_mib'] for r in results.values())
     assert data['config']['sam_share'] == 0.3
     table = (out / 'b.md').read_text()
     assert 'RandomScheduleSAM (p 0.3)' in table and 'VSAM (fixed share 0.3)' in table
+    assert 'peak RSS growth MiB (alone)' in table
     assert (out / 'b.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
