@@ -12,5 +12,5 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-benchmark: setup  # the evidence in README.md (accuracy grid, then speed); about 1.5 h on 2 CPU cores
+benchmark: setup  # the evidence in README.md (accuracy grid, then speed): about 2 h on 2 CPU cores
 	$(PY) tools/benchmark.py --publish docs/benchmarks
