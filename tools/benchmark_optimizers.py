@@ -55,6 +55,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -190,7 +191,7 @@ def plot_vs_sgd(results: dict, args, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-# ------------------------------------------------------------------------ main
+# ------------------------------------------------------------ CPU peak memory
 def reset_peak_rss() -> None:
     """Linux: set this process's peak RSS (VmHWM) to its current RSS, where permitted."""
     try:
@@ -213,8 +214,13 @@ def rss_mib(field: str) -> float:
     raise RuntimeError(f'{field} not in /proc/self/status')
 
 
-def cpu_peak_mib(name: str, args) -> float:
-    """Peak RSS growth of a fresh process that builds and warms up ``name`` alone (CPU)."""
+def cpu_peak_mib(name: str, args) -> Optional[float]:
+    """Peak RSS growth of a fresh process that builds and warms up ``name`` alone (CPU).
+
+    ``None`` where /proc is missing (not Linux): the table then shows '-'.
+    """
+    if not os.path.exists('/proc/self/status'):
+        return None
     command = [sys.executable, __file__, '--peak-of', name, '--device', 'cpu', '--batch-size', args.batch_size,
                '--warmup', args.warmup, '--sam-share', args.sam_share]
     command += ['--lsq-bits', args.lsq_bits] if args.lsq_bits else []
@@ -223,6 +229,7 @@ def cpu_peak_mib(name: str, args) -> float:
     return json.loads(out.strip().splitlines()[-1])['peak_mib']
 
 
+# ------------------------------------------------------------------------ main
 def parse_args(argv=None):
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -372,6 +379,9 @@ def main(argv=None):
     def ms(seconds):
         return f'{1e3 * seconds:.1f}'
 
+    def mib(value):
+        return '-' if value is None else f'{value:.0f}'
+
     cuda = device.type == 'cuda'
     lines = ['| optimizer | images/s (median) | min-max | vs SGD (median) | sample-passes/step | overhead '
              '| optimizer state MiB | ' + ('peak CUDA MiB (own) |' if cuda else 'peak RSS growth MiB (alone) |'),
@@ -380,7 +390,7 @@ def main(argv=None):
         ratio = f'{r["vs_sgd"]:.2f}x' if 'vs_sgd' in r else '-'
         lines.append(f'| {label(name, args)} | {r["median"]:.1f} | {r["min"]:.1f}-{r["max"]:.1f} | {ratio} | '
                      f'{r["sample_passes_per_step"]:.2f} | {r["overhead_ms"]:.1f} ms ({r["overhead_pct"]:.1f}%) '
-                     f'| {r["state_mib"]:.1f} | {r["peak_memory_mib"]:.0f} |')
+                     f'| {r["state_mib"]:.1f} | {mib(r["peak_memory_mib"])} |')
     device_name = torch.cuda.get_device_name(device) if cuda else cpu_name()
     model = f'ResNet-18 (CIFAR{", LSQ W%dA%d" % (args.lsq_bits, args.lsq_bits) if args.lsq_bits else ""})'
     lines += ['', f'{model}, batch {batch}, {device_name}, {torch.get_num_threads()} torch threads, amp={args.amp}, '
