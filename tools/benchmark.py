@@ -5,17 +5,21 @@
     python tools/benchmark.py --quick                 # every stage in miniature, a few minutes
     python tools/benchmark.py --stages speed          # only the speed tables
     python tools/benchmark.py --stages accuracy speed pose --publish docs/benchmarks
+    python tools/benchmark.py --stages --publish docs/benchmarks   # re-tabulate and publish only
 
 Stages, in this order, each a script of its own that can also be run alone:
 
-* ``accuracy``: ``tools/benchmark_accuracy.py``, every optimizer and control on the
-  embedded digits at 0/20/40% label noise, float and W4A4 QAT, 3 seeds, at equal epochs;
-  sample-passes and wall time per run. A re-run reuses the finished runs.
-* ``speed``: ``tools/benchmark_optimizers.py`` on the CIFAR ResNet-18, batch 128, float
-  and W4A4 LSQ, on the CPU and on CUDA when a GPU is present. vSAM at a fixed share and
-  RandomScheduleSAM run at the SAM share vSAM reached in the accuracy stage (mean over its
-  runs), so the speed table prices the schedule that was actually trained.
-* ``pose`` (opt-in, about an hour on 2 CPU cores): ``tools/benchmark_pose.py``.
+* ``accuracy`` (about 1 h on 2 CPU cores): ``tools/benchmark_accuracy.py``, every
+  optimizer and control on the embedded digits at 0/20/40% label noise, float and W4A4
+  QAT, 3 seeds, at equal epochs; sample-passes and wall time per run. A re-run reuses
+  the finished runs.
+* ``speed`` (about 40 min on 2 CPU cores): ``tools/benchmark_optimizers.py`` on the CIFAR
+  ResNet-18, batch 128, float and W4A4 LSQ, on the CPU and on CUDA when a GPU is present.
+  vSAM at a fixed share and RandomScheduleSAM run at the SAM share vSAM reached in the
+  accuracy stage (mean over its runs), so the speed table prices the schedule that was
+  actually trained.
+* ``pose`` (opt-in, about 15 min on 2 CPU cores): ``tools/benchmark_pose.py``, the pose
+  demo with Adam, SAM, AUSAM and vSAM.
 
 Everything goes under ``--out-dir`` (default ``work_dirs/benchmark``): one folder per stage
 and ``summary.md`` with every table, the commands that made them and the machine.
