@@ -38,7 +38,7 @@ import sys
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark_optimizers import cpu_name  # noqa: E402
+from machine_info import cpu_name  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STAGES = ('accuracy', 'speed', 'pose')

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -82,7 +83,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -106,6 +106,9 @@ from tqdm import tqdm  # noqa: E402
 from common.engine.entry import ensure_sam_hook, import_project_modules  # noqa: E402
 from common.optim import OPTIMIZERS  # noqa: E402
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from machine_info import cpu_model  # noqa: E402
+
 DIGITS = osp.join(ROOT, 'configs', 'qat', 'digits')
 RECIPES = {
     'float': osp.join(DIGITS, 'smallcnn_1xb64-12e_digits.py'),
@@ -121,7 +124,7 @@ DEFAULTS = dict(noise=[0.0, 0.2, 0.4], seeds=[0, 1, 2], precision=['float', 'w4a
 
 
 # ------------------------------------------------------------------------ runs
-@dataclass
+@dataclasses.dataclass
 class RunSpec:
     """One training run: everything that determines its result (and its cache key).
 
@@ -144,8 +147,7 @@ class RunSpec:
     start_from: Optional[str] = None
 
     def as_dict(self) -> dict:
-        return dict(precision=self.precision, optimizer=self.optimizer, noise=self.noise, seed=self.seed,
-                    epochs=self.epochs, sam=self.sam, start_from=self.start_from)
+        return dataclasses.asdict(self)
 
     @property
     def key(self) -> str:
@@ -547,17 +549,6 @@ def environment() -> dict:
                 command=' '.join([osp.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT)
                                   else sys.executable] + sys.argv),
                 git_commit=git_commit())
-
-
-def cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_commit() -> Optional[str]:

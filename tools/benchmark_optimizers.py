@@ -66,6 +66,9 @@ from common.optim import AUSAM, SAM, VSAM, LookSAM, RandomScheduleSAM, UniformSu
 from qat_sam.models.resnet_cifar import CifarResNet  # noqa: E402
 from qat_sam.quant import prepare  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import cpu_name  # noqa: E402
+
 OPTIMIZERS = ['SGD', 'SAM', 'AUSAM', 'VSAM', 'VSAM-fixed', 'LookSAM', 'UniformSubsetSAM',
               'RandomScheduleSAM']
 #: Adaptive VSAM is left out by default: a short run sees only its first windows (one SAM
@@ -149,18 +152,6 @@ def label(name: str, args) -> str:
     if name == 'VSAM-fixed':
         return f'VSAM (fixed share {args.sam_share:g})'
     return f'RandomScheduleSAM (p {args.sam_share:g})' if name == 'RandomScheduleSAM' else name
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return f'{line.split(":", 1)[1].strip()} ({os.cpu_count()} cores)'
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 COLORS = {'SGD': '0.6', 'SAM': 'C3', 'AUSAM': 'C0', 'VSAM': 'C0', 'VSAM-fixed': 'C0'}

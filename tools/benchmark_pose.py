@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from demo import results  # noqa: E402
+from machine_info import cpu_name  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/pose/demo/td-hm_res18_{}1xb32-12e_posedemo-96x64.py'
@@ -74,7 +75,7 @@ def main():
         f.write(md + '\n')
     with open(osp.join(ROOT, args.out_dir, 'results.json'), 'w') as f:
         json.dump(dict(runs=runs, command=sys.argv, machine=platform.platform(),
-                       processor=platform.processor(), date=time.strftime('%Y-%m-%d %H:%M')), f, indent=1)
+                       processor=cpu_name(), date=time.strftime('%Y-%m-%d %H:%M')), f, indent=1)
 
 
 if __name__ == '__main__':

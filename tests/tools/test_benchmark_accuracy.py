@@ -1,5 +1,4 @@
 """``tools/benchmark_accuracy.py`` end to end at tiny settings: files, exact costs, cache, errors."""
-import importlib.util
 import json
 import math
 import os
@@ -9,19 +8,13 @@ import sys
 
 import pytest
 
+from tool_loader import load_tool
+
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TOOL = osp.join(ROOT, 'tools', 'benchmark_accuracy.py')
 EPOCHS, BATCH, ALPHA = 2, 64, 0.5
 ARGS = ['--noise', '0.4', '--seeds', '0', '--precision', 'float', 'w4a4', '--optimizers', 'SGD', 'SAM', 'AUSAM',
         '--epochs-float', str(EPOCHS), '--epochs-qat', str(EPOCHS), '--alpha', str(ALPHA)]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location('benchmark_accuracy', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -70,14 +63,14 @@ def test_sample_passes_are_exact(out_dir):
 def test_rerun_reuses_results(out_dir, capsys):
     results = sorted((out_dir / 'runs').glob('*/result.json'))
     before = {p: os.stat(p).st_mtime_ns for p in results}
-    load_tool().main([*ARGS, '--out-dir', str(out_dir)])
+    load_tool('benchmark_accuracy').main([*ARGS, '--out-dir', str(out_dir)])
     assert '0 runs trained, 6 reused' in capsys.readouterr().out
     assert {p: os.stat(p).st_mtime_ns for p in results} == before
 
 
 def test_unknown_optimizer_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        load_tool().main(['--optimizers', 'SGD', 'Adam', '--out-dir', str(tmp_path)])
+        load_tool('benchmark_accuracy').main(['--optimizers', 'SGD', 'Adam', '--out-dir', str(tmp_path)])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'Adam'" in err and 'AUSAM' in err

@@ -4,7 +4,6 @@ Checked against closed forms: sample-passes per step (SGD 1, SAM 2, AUSAM and un
 SAM at alpha 0.5 exactly 1) and optimizer state in parameter-sized buffers (SGD momentum 1,
 SAM + backup 2, vSAM + PSF 3, LookSAM + g_v 3).
 """
-import importlib.util
 import json
 import os.path as osp
 import subprocess
@@ -14,17 +13,12 @@ import pytest
 import torch
 from torch import nn
 
+from tool_loader import load_tool
+
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TOOLS = osp.join(ROOT, 'tools')
 sys.path.insert(0, ROOT)
 from common.optim import SAM, VSAM, LookSAM  # noqa: E402
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(TOOLS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize('build, buffers', [
