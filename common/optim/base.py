@@ -3,30 +3,48 @@
 SAM (Foret et al., ICLR 2021, arXiv 2010.01412) and its cheap variants all run the
 same skeleton per iteration:
 
-1. decide the iteration (:meth:`SAMBase._plan`): full SAM, a subset of the batch
+1. decide the iteration (:meth:`SAMBase.begin`): full SAM, a subset of the batch
    (AUSAM), or a single SGD-cost pass (vSAM, LookSAM, random schedule);
 2. first forward/backward, gradient g (local under DistributedDataParallel when a
    second pass follows);
-3. on SAM iterations: w <- w + e with e = rho g / ||g|| (ASAM: rho T^2 g / ||T g||,
-   T = |w|), second forward/backward at w + e with running statistics frozen, giving
-   g_s; restore w exactly from one backup;
-4. hand the final gradient to the base optimizer (SGD, AdamW, ...), which shares its
+3. on SAM iterations (:meth:`SAMBase.first_step`): w <- w + e with
+   e = rho g / ||g|| (ASAM: rho T^2 g / ||T g||, T = |w|), then a second
+   forward/backward at w + e with running statistics frozen, giving g_s;
+4. :meth:`SAMBase.second_step`: restore w exactly from one backup and hand the final
+   gradient to the base optimizer (SGD, AdamW, ...), which shares its
    ``param_groups`` with this wrapper, so LR schedulers and ``rho`` schedules work.
 
-Calling convention (plain PyTorch)::
+Two ways to drive it, running the same code:
 
-    loss = optimizer.step(closure, model=model)
+- ``loss = optimizer.step(closure, model=model)``: ``closure`` runs the forward pass
+  and *returns* the loss; it must not call ``backward`` (the optimizer owns the
+  backward so that it can scale it for fp16, place it inside ``no_sync`` and average
+  per-sample losses). Optimizers that train on a subset of the batch
+  (``uses_sample_ids = True``) call ``closure(index)`` with the batch positions to
+  evaluate and need ``sample_ids``; see :class:`~common.optim.AUSAM`.
+- The two-phase form, for loops that own backward (PyTorch Lightning's manual
+  optimisation, Hugging Face Accelerate, custom AMP loops)::
 
-``closure`` runs the forward pass and *returns* the loss; it must not call
-``backward``: the optimizer owns the backward so that it can scale it for fp16,
-place it inside ``no_sync`` and average per-sample losses. Optimizers that train on a
-subset of the batch (``uses_sample_ids = True``) call ``closure(index)`` with the
-batch positions to evaluate and need ``sample_ids``; see :class:`~common.optim.AUSAM`.
+      it = optimizer.begin(sample_ids=ids)      # optional unless AUSAM: it.index, it.sam
+      optimizer.zero_grad()
+      with optimizer.first_pass(model):         # no_sync under DDP when a 2nd pass follows
+          loss = it.objective(per_sample_loss)  # or any scalar loss
+          scaler.scale(loss).backward()         # or loss.backward()
+      if optimizer.first_step(scaler=scaler):   # True: this iteration wants a second pass
+          with optimizer.second_pass(model):    # running statistics frozen
+              scaler.scale(loss_fn(...)).backward()
+      optimizer.second_step()                   # always: restores w, base step, scaler.update()
+
+Gradients are matched to stored per-parameter state by parameter identity
+(:mod:`~common.optim.param_pairing`): a parameter may receive a gradient in one pass
+and not in the other, or in some steps only. A parameter without a gradient in the
+first pass is not perturbed; the base optimizer steps exactly the parameters with a
+gradient in the last pass (the others keep their weights and optimizer state).
 """
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 import torch
@@ -38,11 +56,22 @@ from .running_stats import frozen_running_stats
 
 @dataclass
 class Iteration:
-    """What one iteration does: a SAM step or not, on which rows, with which weights."""
+    """What one iteration does: a SAM step or not, on which rows, with which weights.
+
+    Attributes:
+        sam: Whether a second (perturbed) pass is run.
+        index: Batch positions to evaluate, shape ``[k]`` (subset optimizers), else ``None``.
+        weights: Per-sample weights of the selected rows, shape ``[k]``, or ``None`` for
+            a plain mean (AUSAM's importance weighting).
+    """
 
     sam: bool
     index: Optional[Tensor] = None
     weights: Optional[Tensor] = None
+
+    def objective(self, loss: Tensor) -> Tensor:
+        """The scalar to back-propagate: the (weighted) mean of ``loss`` (any shape)."""
+        return loss.mean() if self.weights is None else (loss * self.weights).mean()
 
 
 @dataclass
@@ -52,6 +81,18 @@ class GradGroup:
     group: dict
     params: List[Tensor]
     grads: List[Tensor]
+
+
+@dataclass
+class _Pending:
+    """An iteration between :meth:`SAMBase.begin` and :meth:`SAMBase.second_step`."""
+
+    plan: Iteration
+    stage: str = 'begun'                  # 'begun' -> 'first_step' -> done
+    scaler: Optional[object] = None
+    found_inf: Optional[Tensor] = None
+    loss: Optional[Tensor] = None         # per-sample losses of the first pass (AUSAM)
+    groups: List[GradGroup] = field(default_factory=list)  # non-SAM iterations only
 
 
 def resolve_base_optimizer(base_optimizer) -> type:
@@ -112,7 +153,9 @@ class SAMBase(torch.optim.Optimizer):
         self.eps = eps
         self.check_finite = check_finite
         self._backup: List[Tensor] = []
+        self._backup_params: List[Tensor] = []
         self._checked_closure = False
+        self._pending: Optional[_Pending] = None
         self.last_iteration: Optional[Iteration] = None
 
     def _share_base_state(self) -> None:
@@ -120,7 +163,7 @@ class SAMBase(torch.optim.Optimizer):
         self.param_groups = self.base_optimizer.param_groups
         self.state = self.base_optimizer.state
 
-    # ------------------------------------------------------------------ public API
+    # ------------------------------------------------------- closure form
     @torch.no_grad()
     def step(self, closure: Callable[..., Tensor] = None, *, model: Optional[nn.Module] = None,
              scaler: Optional['torch.amp.GradScaler'] = None, sample_ids: Optional[Tensor] = None,
@@ -137,81 +180,45 @@ class SAMBase(torch.optim.Optimizer):
             scaler: A ``torch.amp.GradScaler`` for fp16 training. Each pass is unscaled
                 before its norm; a non-finite value in either pass skips the step and
                 leaves the weights unchanged. ``scaler.update()`` is called here.
-            sample_ids: Stable ids of the batch's samples (subset optimizers; the
-                others ignore them).
+            sample_ids: Stable ids of the batch's samples, shape ``[batch]`` (subset
+                optimizers; the others ignore them).
             before_base_step: Called with the final gradient in ``.grad`` right before
                 the base optimizer steps (e.g. gradient clipping).
+
+        Raises:
+            TypeError: no closure, or the closure does not return a tensor.
+            RuntimeError: the closure called ``backward`` or returned a detached loss,
+                or no parameter received a gradient.
+            ValueError: a subset optimizer got a loss that is not per sample.
         """
         if closure is None:
             raise TypeError(f'{type(self).__name__}.step needs a closure that returns the loss; '
                             'see the README for the calling convention.')
-        plan = self.last_iteration = self._plan(sample_ids)
+        if self._pending is not None:
+            raise RuntimeError(f'{type(self).__name__}.step: an iteration started with begin() '
+                               'has not been finished with second_step().')
+        plan = self.begin(sample_ids)
         args = () if plan.index is None else (plan.index,)
         self.zero_grad(set_to_none=True)
-        loss = self._forward_backward(closure, args, model, scaler, plan, local=plan.sam)
-        groups = self._grad_groups()
-        found_inf = self._unscale(groups, scaler)
-        if plan.sam:
-            self._before_perturb(groups)
-            self._perturb(groups)
-            with frozen_running_stats(model):
-                loss_after = self._forward_backward(closure, args, model, scaler, plan, local=False)
-            found_inf = self._unscale(groups, scaler, found_inf)
-            finite = self._is_finite(found_inf)
-            torch._foreach_copy_(self._backup_params, self._backup)
-            if finite:
-                self._after_sam_step(groups, plan, loss, loss_after)
+        try:
+            with self.first_pass(model):
+                loss = self._forward_backward(closure, args, scaler, plan)
+            if self.first_step(scaler=scaler, loss=loss):
+                with self.second_pass(model):
+                    loss_after = self._forward_backward(closure, args, scaler, plan)
             else:
-                self._skipped_sam_step()
-        else:
-            finite = self._is_finite(found_inf)
-            if finite:
-                self._non_sam_step(groups)
-        if finite:
-            if before_base_step is not None:
-                before_base_step()
-            self.base_optimizer.step()
-        if scaler is not None:
-            self._update_scaler(scaler, found_inf)
-        self._end_iteration(plan)
+                loss_after = None
+        except BaseException:
+            self._abort()
+            raise
+        self.second_step(loss=loss_after, before_base_step=before_base_step)
         return loss.mean()
 
-    # ---------------------------------------------------------- subclass hooks
-    def _plan(self, sample_ids: Optional[Tensor]) -> Iteration:
-        """Decide the iteration before its first pass (host-side, same on every rank)."""
-        return Iteration(sam=True)
-
-    def _before_perturb(self, groups: List[GradGroup]) -> None:
-        """Called with g in ``.grad`` before it is turned into the perturbation."""
-
-    def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss: Tensor,
-                        loss_after: Tensor) -> None:
-        """Called with g_s in ``.grad`` and w restored, before the base step."""
-
-    def _skipped_sam_step(self) -> None:
-        """Called when a SAM iteration is skipped (non-finite gradient under a GradScaler):
-        buffers filled in ``_before_perturb`` hold garbage and must not be reused."""
-
-    def _non_sam_step(self, groups: List[GradGroup]) -> None:
-        """Called with g in ``.grad`` on iterations without a second pass."""
-
-    def _end_iteration(self, plan: Iteration) -> None:
-        """Called last in every iteration (counters, schedules)."""
-
-    def _extra_state(self) -> dict:
-        """State of the subclass that must survive a checkpoint."""
-        return {}
-
-    def _load_extra_state(self, state: dict) -> None:
-        pass
-
-    # ------------------------------------------------------------ the two passes
-    def _forward_backward(self, closure, args, model, scaler, plan: Iteration, local: bool) -> Tensor:
-        no_sync = getattr(model, 'no_sync', None) if local and _dist_world() > 1 else None
-        with torch.enable_grad(), (no_sync() if no_sync is not None else nullcontext()):
+    def _forward_backward(self, closure, args, scaler, plan: Iteration) -> Tensor:
+        with torch.enable_grad():
             loss = closure(*args)
             self._check_loss(loss, plan)
-            objective = loss.mean() if plan.weights is None else (loss * plan.weights).mean()
+            objective = plan.objective(loss)
             if self.check_finite and scaler is None and not torch.isfinite(objective):
                 raise FloatingPointError(
                     f'{type(self).__name__}: the loss is not finite ({objective.item()}). Lower the '
@@ -232,11 +239,177 @@ class SAMBase(torch.optim.Optimizer):
         if not loss.requires_grad:
             raise RuntimeError(f'{name}: the loss returned by the closure has no gradient '
                                '(computed under torch.no_grad() or detached?).')
+        self._check_per_sample(loss, plan)
+
+    def _check_per_sample(self, loss: Tensor, plan: Iteration) -> None:
         if plan.index is not None and loss.shape != plan.index.shape:
             raise ValueError(
-                f'{name} needs per-sample losses: closure(index) must return a tensor of shape '
-                f'[{plan.index.numel()}] (one loss per selected sample, e.g. '
-                f"cross_entropy(..., reduction='none')), got shape {tuple(loss.shape)}.")
+                f'{type(self).__name__} needs per-sample losses: the loss of the rows '
+                f'iteration.index must have shape [{plan.index.numel()}] (one loss per selected '
+                f"sample, e.g. cross_entropy(..., reduction='none')), got shape {tuple(loss.shape)}.")
+
+    # ---------------------------------------------------- two-phase form
+    def begin(self, sample_ids: Optional[Tensor] = None) -> Iteration:
+        """Decide the coming iteration, before its first forward pass.
+
+        Optional for optimizers that evaluate the whole batch (``first_pass`` and
+        ``first_step`` call it); required for subset optimizers (AUSAM), whose
+        ``Iteration.index`` names the batch rows to evaluate in both passes.
+
+        Args:
+            sample_ids: Stable ids of the batch's samples, shape ``[batch]`` (subset
+                optimizers; ignored by the others).
+
+        Returns:
+            The :class:`Iteration`: ``sam`` (a second pass follows), ``index``,
+            ``weights``; ``it.objective(per_sample_loss)`` is the scalar to back-propagate.
+        """
+        if self._pending is not None:
+            raise RuntimeError(f'{type(self).__name__}.begin: the previous iteration was not '
+                               'finished; call second_step() after every first_step().')
+        plan = self.last_iteration = self._plan(sample_ids)
+        self._pending = _Pending(plan)
+        return plan
+
+    def _current(self, caller: str) -> _Pending:
+        if self._pending is None:
+            if self.uses_sample_ids:
+                raise RuntimeError(f'{type(self).__name__}.{caller}: call begin(sample_ids=ids) '
+                                   'before the first forward pass; it returns the rows to evaluate.')
+            self.begin()
+        return self._pending
+
+    def first_pass(self, model: Optional[nn.Module]):
+        """Context for the first forward/backward: ``model.no_sync()`` under DDP when this
+        iteration runs a second pass (g stays rank-local, as SAM intends), else nothing."""
+        plan = self._current('first_pass').plan
+        no_sync = getattr(model, 'no_sync', None) if plan.sam and _dist_world() > 1 else None
+        return no_sync() if no_sync is not None else nullcontext()
+
+    @staticmethod
+    def second_pass(model: Optional[nn.Module]):
+        """Context for the second forward/backward: every buffer of ``model`` (BatchNorm
+        running statistics, LSQ/observer state, EMA buffers) is restored on exit."""
+        return frozen_running_stats(model)
+
+    @torch.no_grad()
+    def first_step(self, scaler: Optional['torch.amp.GradScaler'] = None,
+                   loss: Optional[Tensor] = None) -> bool:
+        """After the first backward: perturb w on SAM iterations; say whether a 2nd pass is wanted.
+
+        Args:
+            scaler: The ``GradScaler`` the backward was scaled with (fp16), or ``None``.
+                The same scaler must scale the second backward; ``second_step`` calls
+                ``scaler.update()`` (do not call ``scaler.step``/``update`` yourself).
+            loss: Per-sample losses of the first pass, shape ``[k]`` (AUSAM needs them
+                for DLP; ignored by the others).
+
+        Returns:
+            ``True`` if the caller must run a second forward/backward on the same rows
+            (inside :meth:`second_pass`), ``False`` if the iteration has one pass only.
+            Either way, finish with :meth:`second_step`.
+        """
+        pending = self._current('first_step')
+        if pending.stage != 'begun':
+            raise RuntimeError(f'{type(self).__name__}.first_step called twice; call second_step().')
+        plan = pending.plan
+        if self.uses_sample_ids and plan.sam:
+            if loss is None:
+                raise ValueError(f'{type(self).__name__}.first_step needs loss=<per-sample losses '
+                                 'of the first pass> (shape [len(iteration.index)]) for DLP.')
+            self._check_per_sample(loss, plan)
+        groups = self._grad_groups()
+        pending.stage, pending.scaler = 'first_step', scaler
+        pending.loss = None if loss is None else loss.detach()
+        pending.found_inf = self._unscale(groups, scaler)
+        if plan.sam:
+            self._before_perturb(groups)
+            self._perturb(groups)
+        else:
+            pending.groups = groups
+        return plan.sam
+
+    @torch.no_grad()
+    def second_step(self, loss: Optional[Tensor] = None,
+                    before_base_step: Optional[Callable[[], None]] = None) -> None:
+        """Finish the iteration: restore w, apply the final gradient with the base optimizer.
+
+        Args:
+            loss: Per-sample losses of the second pass, shape ``[k]`` (AUSAM, SAM
+                iterations only).
+            before_base_step: Called with the final gradient in ``.grad`` right before
+                the base optimizer steps (e.g. gradient clipping).
+        """
+        pending = self._pending
+        if pending is None or pending.stage != 'first_step':
+            raise RuntimeError(f'{type(self).__name__}.second_step needs first_step() first.')
+        plan, scaler, found_inf = pending.plan, pending.scaler, pending.found_inf
+        try:
+            if plan.sam:
+                torch._foreach_copy_(self._backup_params, self._backup)
+                if self.uses_sample_ids:
+                    if loss is None:
+                        raise ValueError(f'{type(self).__name__}.second_step needs loss=<per-sample '
+                                         'losses of the second pass> for DLP.')
+                    self._check_per_sample(loss, plan)
+                groups = self._grad_groups()
+                found_inf = self._unscale(groups, scaler, found_inf)
+                finite = self._is_finite(found_inf)
+                if finite:
+                    self._after_sam_step(groups, plan, pending.loss,
+                                         None if loss is None else loss.detach())
+                else:
+                    self._skipped_sam_step()
+            else:
+                finite = self._is_finite(found_inf)
+                if finite:
+                    self._non_sam_step(pending.groups)
+        finally:
+            self._pending = None
+        if finite:
+            if before_base_step is not None:
+                before_base_step()
+            self.base_optimizer.step()
+        if scaler is not None:
+            self._update_scaler(scaler, found_inf)
+        self._end_iteration(plan)
+
+    @torch.no_grad()
+    def _abort(self) -> None:
+        """Drop an unfinished iteration, restoring w if it was perturbed."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.stage == 'first_step' and pending.plan.sam:
+            torch._foreach_copy_(self._backup_params, self._backup)
+
+    # ---------------------------------------------------------- subclass hooks
+    def _plan(self, sample_ids: Optional[Tensor]) -> Iteration:
+        """Decide the iteration before its first pass (host-side, same on every rank)."""
+        return Iteration(sam=True)
+
+    def _before_perturb(self, groups: List[GradGroup]) -> None:
+        """Called with g in ``.grad`` before it is turned into the perturbation."""
+
+    def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss: Optional[Tensor],
+                        loss_after: Optional[Tensor]) -> None:
+        """Called with g_s in ``.grad`` (``groups``: the second pass's) and w restored,
+        before the base step."""
+
+    def _skipped_sam_step(self) -> None:
+        """Called when a SAM iteration is skipped (non-finite gradient under a GradScaler):
+        buffers filled in ``_before_perturb`` hold garbage and must not be reused."""
+
+    def _non_sam_step(self, groups: List[GradGroup]) -> None:
+        """Called with g in ``.grad`` on iterations without a second pass."""
+
+    def _end_iteration(self, plan: Iteration) -> None:
+        """Called last in every iteration (counters, schedules)."""
+
+    def _extra_state(self) -> dict:
+        """State of the subclass that must survive a checkpoint."""
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        pass
 
     def _grad_groups(self) -> List[GradGroup]:
         groups = []
@@ -246,7 +419,7 @@ class SAMBase(torch.optim.Optimizer):
                 groups.append(GradGroup(group, params, [p.grad for p in params]))
         if not groups:
             raise RuntimeError(f'{type(self).__name__}: no parameter received a gradient; does the '
-                               "closure's loss depend on the optimizer's parameters?")
+                               "loss depend on the optimizer's parameters?")
         return groups
 
     # ------------------------------------------------------------- perturbation
@@ -263,8 +436,8 @@ class SAMBase(torch.optim.Optimizer):
     def _perturb(self, groups: List[GradGroup]) -> None:
         """w <- w + e, e = rho g / (||g|| + eps) or rho T^2 g / (||T g|| + eps).
 
-        e is built in place in ``.grad`` (g is consumed), the gradients are then zeroed
-        so that the second backward writes g_s into the same tensors.
+        e is built in place in ``.grad`` (g is consumed); the gradients are then dropped
+        (``None``) so that the second backward reports exactly the parameters it reaches.
         """
         norm = self._perturbation_norm(groups)
         params = [p for g in groups for p in g.params]
@@ -281,7 +454,8 @@ class SAMBase(torch.optim.Optimizer):
                 torch._foreach_mul_(g.grads, abs_w)
             torch._foreach_mul_(g.grads, inv_norm * g.group['rho'])
             torch._foreach_add_(g.params, g.grads)
-            torch._foreach_zero_(g.grads)
+        for p in params:
+            p.grad = None
 
     # ---------------------------------------------------------- mixed precision
     @staticmethod

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .base import GradGroup, Iteration, SAMBase
+from .param_pairing import pair_by_param, same_params
 from .vsam import _all_reduce_mean
 
 
@@ -39,19 +40,28 @@ class LookSAM(SAMBase):
         self.k, self.alpha = k, alpha
         self.iteration = 0
         self._gv: List[Tensor] = []
+        self._gv_params: List[Tensor] = []
         self._gv_norm: Tensor = None
 
     def _plan(self, sample_ids) -> Iteration:
         return Iteration(sam=self.iteration % self.k == 0)
 
     def _before_perturb(self, groups: List[GradGroup]) -> None:
-        grads = [t for g in groups for t in g.grads]
-        if len(self._gv) != len(grads):
-            self._gv = [torch.empty_like(t) for t in grads]
-        torch._foreach_copy_(self._gv, grads)   # holds g until g_s arrives
+        params = [p for g in groups for p in g.params]
+        if not same_params(self._gv_params, params):
+            self._gv = [torch.empty_like(t) for g in groups for t in g.grads]
+            self._gv_params = params
+        torch._foreach_copy_(self._gv, [t for g in groups for t in g.grads])  # holds g until g_s arrives
 
     def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss, loss_after) -> None:
-        g, g_s = self._gv, [t for grp in groups for t in grp.grads]
+        # g_v is kept for the parameters with a gradient in both passes.
+        self._gv_params, g, g_s = pair_by_param(self._gv_params, self._gv,
+                                                [p for grp in groups for p in grp.params],
+                                                [t for grp in groups for t in grp.grads])
+        self._gv = g
+        if not g:  # no parameter had a gradient in both passes: nothing to reuse
+            self._gv_norm = None
+            return
         g_sq, gs_sq = _sq_norm(g), _sq_norm(g_s)
         # <g, g_s> = (||g + g_s||^2 - ||g||^2 - ||g_s||^2) / 2, with foreach norms only.
         dot = (_sq_norm(torch._foreach_add(g, g_s)) - g_sq - gs_sq) / 2
@@ -68,15 +78,31 @@ class LookSAM(SAMBase):
             return
         grads = [t for g in groups for t in g.grads]
         scale = self.alpha * _sq_norm(grads).sqrt() / (self._gv_norm + self.eps)
-        torch._foreach_add_(grads, torch._foreach_mul(self._gv, scale))
+        # ||g|| over the whole current gradient, ||g_v|| over the stored g_v; added where
+        # a parameter has both.
+        _, grads, gv = pair_by_param([p for g in groups for p in g.params], grads,
+                                     self._gv_params, self._gv)
+        if grads:
+            torch._foreach_add_(grads, torch._foreach_mul(gv, scale))
 
     def _end_iteration(self, plan: Iteration) -> None:
         self.iteration += 1
 
     def _extra_state(self) -> dict:
-        return dict(iteration=self.iteration, gv=list(self._gv), gv_norm=self._gv_norm)
+        index = self._param_index()
+        return dict(iteration=self.iteration, gv_norm=self._gv_norm,
+                    gv={index[id(p)]: t for p, t in zip(self._gv_params, self._gv)})
 
     def _load_extra_state(self, state: dict) -> None:
+        params = [p for g in self.param_groups for p in g['params']]
+        gv = state['gv']
+        if isinstance(gv, list):  # checkpoints before g_v was keyed by parameter: every parameter, in order
+            if gv and len(gv) != len(params):
+                raise ValueError(f'LookSAM checkpoint holds g_v for {len(gv)} tensors, the optimizer '
+                                 f'has {len(params)} parameters: the model changed.')
+            gv = dict(enumerate(gv))
+        order = sorted(gv)
+        self._gv_params = [params[i] for i in order]
+        self._gv = [gv[i].to(params[i].device, params[i].dtype).clone() for i in order]
         self.iteration = state['iteration']
-        self._gv = [t.clone() for t in state['gv']]
         self._gv_norm = state['gv_norm']

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .base import GradGroup, Iteration, SAMBase
+from .param_pairing import pair_by_param, same_params
 from .schedule_rng import SharedRandom
 
 
@@ -120,7 +121,6 @@ class VSAM(SAMBase):
         self.rate_history: List[float] = []   # base_sr / K at each window start
         self._psf: List[Tensor] = []
         self._psf_params: List[Tensor] = []
-        self._grad_norm: Optional[Tensor] = None
 
     # -------------------------------------------------------------- schedule
     def _in_warmup(self) -> bool:
@@ -159,24 +159,30 @@ class VSAM(SAMBase):
     def _before_perturb(self, groups: List[GradGroup]) -> None:
         params = [p for g in groups for p in g.params]
         grads = [t for g in groups for t in g.grads]
-        if len(self._psf) != len(params) or any(a is not b for a, b in zip(self._psf_params, params)):
+        if not same_params(self._psf_params, params):
             self._psf = [torch.empty_like(t) for t in grads]
             self._psf_params = params
         torch._foreach_copy_(self._psf, grads)   # PSF buffer holds g until g_s arrives
-        self._grad_norm = self._stat_norm(grads)
 
     def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss, loss_after) -> None:
-        grads = [t for g in groups for t in g.grads]
-        torch._foreach_sub_(self._psf, grads)    # g - g_s
-        torch._foreach_neg_(self._psf)           # PSF = g_s - g
-        _all_reduce_mean(self._psf)               # g is rank-local: average PSF over ranks
-        psf_norm = self._stat_norm(self._psf)
-        self.psf_norms.push(psf_norm)
-        self.ratios.push(psf_norm / (self._grad_norm + self.eps_stat))
-        if self.psf_norms.filled >= 2 * self.blocks:
-            self.variances.push(block_variance(self.psf_norms.ordered(), self.blocks))
+        # PSF = g_s - g exists for the parameters with a gradient in both passes.
+        params, psf, grads = pair_by_param(self._psf_params, self._psf,
+                                           [p for g in groups for p in g.params],
+                                           [t for g in groups for t in g.grads])
+        self._psf_params, self._psf = params, psf
         self.reuse_count = 0
         self.sam_iterations += 1
+        if not psf:  # no parameter had a gradient in both passes: nothing to reuse or measure
+            return
+        grad_norm = self._stat_norm(psf)         # ||g||, before g is turned into PSF
+        torch._foreach_sub_(psf, grads)          # g - g_s
+        torch._foreach_neg_(psf)                 # PSF = g_s - g
+        _all_reduce_mean(psf)                    # g is rank-local: average PSF over ranks
+        psf_norm = self._stat_norm(psf)
+        self.psf_norms.push(psf_norm)
+        self.ratios.push(psf_norm / (grad_norm + self.eps_stat))
+        if self.psf_norms.filled >= 2 * self.blocks:
+            self.variances.push(block_variance(self.psf_norms.ordered(), self.blocks))
 
     def _skipped_sam_step(self) -> None:
         self.reuse_count = self.reuse_steps  # PSF holds a non-finite g: reuse nothing until the next SAM step
@@ -185,14 +191,12 @@ class VSAM(SAMBase):
         if not self._psf or self.reuse_count >= self.reuse_steps:
             return
         self.reuse_count += 1
-        params = [p for g in groups for p in g.params]
-        grads = [t for g in groups for t in g.grads]
-        psf = self._psf
-        if len(params) != len(self._psf_params) or any(a is not b for a, b in zip(params, self._psf_params)):
-            by_param = {id(p): t for p, t in zip(self._psf_params, self._psf)}
-            pairs = [(g, by_param[id(p)]) for p, g in zip(params, grads) if id(p) in by_param]
-            grads, psf = [g for g, _ in pairs], [t for _, t in pairs]
-        torch._foreach_add_(grads, psf, alpha=self.beta ** self.reuse_count)
+        # g + beta^k PSF where a parameter has a stored PSF; plain g elsewhere.
+        _, grads, psf = pair_by_param([p for g in groups for p in g.params],
+                                      [t for g in groups for t in g.grads],
+                                      self._psf_params, self._psf)
+        if grads:
+            torch._foreach_add_(grads, psf, alpha=self.beta ** self.reuse_count)
 
     def _end_iteration(self, plan: Iteration) -> None:
         self.iteration += 1
