@@ -161,7 +161,35 @@ def _run_seeds_differ(rank):
     return out
 
 
-SCENARIOS = dict(sam=_run_sam, vsam=_run_vsam, ausam=_run_ausam, seeds_differ=_run_seeds_differ)
+def _run_two_phase(rank):
+    """vSAM (SAM and reuse iterations) driven by step(closure) and by a loop that owns backward."""
+    from common.optim import VSAM
+    out = {}
+    for form in ('closure', 'two_phase'):
+        model = make_model()
+        ddp = nn.parallel.DistributedDataParallel(model)
+        opt = VSAM(ddp.parameters(), 'SGD', rho=0.05, lr=LR, momentum=MOMENTUM,
+                   warmup_steps=1, window=4, fixed_rate=0.5, seed=0)
+        branches = []
+        for t in range(7):
+            x, y = shard(*global_batch(t), rank)
+            if form == 'closure':
+                opt.step(lambda: F.cross_entropy(ddp(x), y), model=ddp)
+            else:
+                opt.zero_grad(set_to_none=True)
+                with opt.first_pass(ddp):
+                    F.cross_entropy(ddp(x), y).backward()
+                if opt.first_step():
+                    with opt.second_pass(ddp):
+                        F.cross_entropy(ddp(x), y).backward()
+                opt.second_step()
+            branches.append(opt.last_iteration.sam)
+        out[form] = dict(params=_params(model), branches=branches)
+    return out
+
+
+SCENARIOS = dict(sam=_run_sam, vsam=_run_vsam, ausam=_run_ausam, seeds_differ=_run_seeds_differ,
+                 two_phase=_run_two_phase)
 
 
 @pytest.fixture(scope='module')
@@ -339,3 +367,12 @@ def test_schedule_seed_broadcast_from_rank0(ddp_results):
         assert a['branches'] == b['branches'], name
         assert any(a['branches']) and not all(a['branches']), (name, a['branches'])
         assert_ranks_identical(a['params'], b['params'])
+
+
+def test_two_phase_form_is_bitwise_the_closure_form_under_ddp(ddp_results):
+    results = run_ranks(ddp_results, 'two_phase')
+    for rank in results:
+        assert rank['closure']['branches'] == rank['two_phase']['branches']
+        assert True in rank['closure']['branches'] and False in rank['closure']['branches']
+        assert_ranks_identical(rank['closure']['params'], rank['two_phase']['params'])
+    assert_ranks_identical(results[0]['two_phase']['params'], results[1]['two_phase']['params'])
