@@ -5,8 +5,11 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.registry import METRICS
 
+from common.options import checked_options
+
 
 @METRICS.register_module()
+@checked_options
 class TopKAccuracy(BaseMetric):
     """Top-1 / top-5 accuracy in percent (``accuracy/top1``, ``accuracy/top5``)."""
 

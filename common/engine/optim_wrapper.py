@@ -10,12 +10,15 @@ from mmengine.registry import OPTIM_WRAPPERS
 from torch import nn
 
 from common.optim import OPTIMIZERS, SAMBase, build_sam_optimizer
+from common.optim.registry import check_sam_options, sam_optimizer_class
+from common.options import accepted_keywords, checked_options
 
 #: Options of ``sam=dict(...)`` that the hook, not the optimizer, consumes.
 HOOK_OPTIONS = ('warmup_epochs',)
 
 
 @OPTIM_WRAPPERS.register_module()
+@checked_options
 class SAMOptimWrapper(OptimWrapper):
     """Optimizer wrapper that trains with SAM, ASAM, AUSAM, vSAM or a control.
 
@@ -41,7 +44,12 @@ class SAMOptimWrapper(OptimWrapper):
         optimizer: The base optimizer built by MMEngine, or an already built
             SAM-family optimizer.
         sam: ``type`` (a name of :data:`common.optim.OPTIMIZERS`) and its arguments.
-            ``warmup_epochs`` (vSAM) is converted to iterations by the hook.
+            ``warmup_epochs`` (vSAM) is converted to iterations by the hook. Keys are
+            checked by name: an unknown one raises
+            :class:`~common.options.UnknownOptionError` naming the SAM-family class, the
+            key, the closest valid key and all valid keys (the class's, ``SAMBase``'s,
+            the base optimizer's hyper-parameters, ``type`` and ``warmup_epochs``). The
+            base optimizer is ``optimizer``, not a ``sam`` key.
         dtype: Autocast dtype of both passes: ``None``, ``'float16'`` or ``'bfloat16'``.
         loss_scale: fp16 only: ``'dynamic'``, a float (the initial scale) or GradScaler kwargs.
         accumulative_counts: Must be 1: a SAM step's two passes see one batch, so
@@ -69,10 +77,23 @@ class SAMOptimWrapper(OptimWrapper):
             if name is None:
                 raise ValueError("SAMOptimWrapper needs sam=dict(type=..., ...) with type one of "
                                  f'{sorted(OPTIMIZERS)}.')
-            if name in OPTIMIZERS and OPTIMIZERS[name].uses_sample_ids:
+            if 'base_optimizer' in sam:
+                raise ValueError('sam=dict(base_optimizer=...) is not an option of SAMOptimWrapper: the base '
+                                 'optimizer is optim_wrapper.optimizer (e.g. optimizer=dict(type=\'AdamW\', '
+                                 'lr=1e-3)). Remove base_optimizer from sam.')
+            # The sam dict's own keys, checked before they are merged with the base
+            # optimizer's defaults, so that a misspelt key is blamed on the SAM class.
+            cls = sam_optimizer_class(name)
+            check_sam_options(cls, sam, base_optimizer=type(optimizer), extra=(*HOOK_OPTIONS, 'type'),
+                              exclude=('base_optimizer',), context='in optim_wrapper.sam')
+            if cls.uses_sample_ids:
                 sam.setdefault('num_samples', None)  # SAMHook sizes the table from the data set
+            # The base optimizer's defaults, less those its __init__ derives itself (AdamW's
+            # decoupled_weight_decay), which it would refuse as keyword arguments.
+            base_keys = accepted_keywords(type(optimizer), exclude=('self', 'params'))
+            defaults = {k: v for k, v in optimizer.defaults.items() if base_keys is None or k in base_keys}
             optimizer = build_sam_optimizer(name, optimizer.param_groups, base_optimizer=type(optimizer),
-                                            **{**optimizer.defaults, **sam})
+                                            **{**defaults, **sam})
         elif sam:
             raise ValueError('sam options given for an optimizer that is already a SAM-family optimizer.')
         super().__init__(optimizer=optimizer, clip_grad=clip_grad)

@@ -9,12 +9,15 @@ from functools import partial
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from common.options import checked_options
+
 from .model_adapters import apply_sam_model_adapters
 from .optim_wrapper import SAMOptimWrapper
 from .train_step import sam_train_step
 
 
 @HOOKS.register_module()
+@checked_options
 class SAMHook(Hook):
     """Give the model a SAM ``train_step`` and report the SAM family's behaviour.
 

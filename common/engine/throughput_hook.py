@@ -6,6 +6,8 @@ import time
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from common.options import checked_options
+
 
 def _batch_size(data_batch) -> int:
     if isinstance(data_batch, dict):
@@ -17,6 +19,7 @@ def _batch_size(data_batch) -> int:
 
 
 @HOOKS.register_module()
+@checked_options
 class ThroughputHook(Hook):
     """Writes ``train/images_per_s`` per iteration (train step only, data loading excluded);
     when training ends, logs the rate over the whole run and writes it to

@@ -154,7 +154,9 @@ class AUSAM(SAMBase):
                              'the ids dataset indices?')
         if not self._rank_seeded:
             self._seed_per_rank()
-        self._ids = ids = sample_ids.to(self.adlp.device, torch.long)
+        # non_blocking: from pageable host memory this is still safe, and it does not wait
+        # for the stream (no host sync per step on CUDA).
+        self._ids = ids = sample_ids.to(self.adlp.device, torch.long, non_blocking=True)
         if self.epoch == 0:
             self.last_subset_size = batch
             return Iteration(sam=True, index=torch.arange(batch, device=ids.device))

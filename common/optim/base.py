@@ -51,6 +51,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..options import accepted_keywords, check_options
 from .running_stats import frozen_running_stats
 
 
@@ -146,8 +147,10 @@ class SAMBase(torch.optim.Optimizer):
         check_rho(rho)
         if eps <= 0:
             raise ValueError(f'eps must be > 0, got {eps}.')
+        base_cls = resolve_base_optimizer(base_optimizer)
+        self._check_base_kwargs(base_cls, base_kwargs)
         super().__init__(params, dict(rho=rho, adaptive=adaptive, **base_kwargs))
-        self.base_optimizer = resolve_base_optimizer(base_optimizer)(self.param_groups, **base_kwargs)
+        self.base_optimizer = base_cls(self.param_groups, **base_kwargs)
         self._share_base_state()
         self.defaults.update(self.base_optimizer.defaults)
         self.eps = eps
@@ -157,6 +160,14 @@ class SAMBase(torch.optim.Optimizer):
         self._checked_closure = False
         self._pending: Optional[_Pending] = None
         self.last_iteration: Optional[Iteration] = None
+
+    def _check_base_kwargs(self, base_cls: type, base_kwargs: dict) -> None:
+        """A key neither this class nor the base optimizer knows: name this class, not the base."""
+        own = accepted_keywords(type(self), stop_at=SAMBase, exclude=('self', 'params'))
+        base = accepted_keywords(base_cls, exclude=('self', 'params'))
+        if own is not None and base is not None:
+            check_options(type(self).__name__, [k for k in base_kwargs if k not in base], own | base,
+                          context=f'(base optimizer {base_cls.__name__})')
 
     def _share_base_state(self) -> None:
         # One set of param groups and one state for wrapper and base optimizer.

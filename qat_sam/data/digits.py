@@ -10,12 +10,15 @@ import torch.nn.functional as F
 from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
+from common.options import checked_options
+
 from .sample import pack_sample, symmetric_noise
 
 NUM_TRAIN = 1300
 
 
 @DATASETS.register_module()
+@checked_options
 class DigitsDataset(Dataset):
     """scikit-learn digits as an MMEngine data set.
 

@@ -7,6 +7,8 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2 as T
 
+from common.options import checked_options
+
 from .sample import pack_sample, symmetric_noise
 
 
@@ -38,6 +40,7 @@ class _Labelled(Dataset):
 
 
 @DATASETS.register_module()
+@checked_options
 class CIFARDataset(_Labelled):
     """CIFAR-10/100 from ``data_root`` in torchvision's format (``cifar-10-batches-py``).
 
@@ -65,6 +68,7 @@ class CIFARDataset(_Labelled):
 
 
 @DATASETS.register_module()
+@checked_options
 class ImageFolderDataset(_Labelled):
     """ImageNet / Tiny-ImageNet style trees: ``data_root/split/<class>/<image>``.
 

@@ -6,8 +6,11 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
+from common.options import accepted_keywords, check_options, checked_options
+
 
 @MODELS.register_module()
+@checked_options
 class ImageClassifier(BaseModel):
     """Image classification with optional LSQ quantization of its network.
 
@@ -37,6 +40,9 @@ class ImageClassifier(BaseModel):
         self.float_checkpoint = float_checkpoint
         if quantization is not None:
             from qat_sam.quant import prepare
+            valid = accepted_keywords(prepare, exclude=('network',))
+            if valid is not None:
+                check_options(type(self).__name__, quantization, valid, context='quantization=dict(...)')
             self.network = prepare(self.network, **quantization)
         self.label_smoothing = label_smoothing
 

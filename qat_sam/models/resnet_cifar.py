@@ -5,6 +5,8 @@ from typing import List
 from mmengine.registry import MODELS
 from torch import nn
 
+from common.options import checked_options
+
 
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
@@ -26,6 +28,7 @@ class BasicBlock(nn.Module):
 
 
 @MODELS.register_module()
+@checked_options
 class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs (any size works: global average pooling).
 
@@ -59,6 +62,7 @@ class CifarResNet(nn.Module):
 
 
 @MODELS.register_module()
+@checked_options
 class TorchvisionResNet(nn.Module):
     """torchvision's ImageNet ResNets (18/34/50), randomly initialised or from a checkpoint."""
 
@@ -72,6 +76,7 @@ class TorchvisionResNet(nn.Module):
 
 
 @MODELS.register_module()
+@checked_options
 class SmallCNN(nn.Module):
     """Three conv-BN-ReLU blocks and a linear head (~0.1 M parameters): the digits demo network."""
 

@@ -1,0 +1,96 @@
+"""Options of the MMEngine glue are validated by name (issue 11): ``optim_wrapper.sam``, the
+wrapper's own options and the hooks' options name their owner, the unknown key, the closest
+valid key and every valid key (the documented behaviour of ``common.options.check_options``).
+"""
+import re
+
+import pytest
+import torch
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import HOOKS
+
+import common.engine  # noqa: F401  (registers SAMOptimWrapper, SAMHook, ThroughputHook)
+from common.options import UnknownOptionError
+
+
+def listed_valid(message):
+    tail = message.split('Valid options:', 1)[1].split('. Fix', 1)[0]
+    return re.findall(r"'([^']+)'", tail)
+
+
+def wrapper(sam, optimizer=None):
+    model = torch.nn.Linear(3, 2)
+    cfg = dict(type='SAMOptimWrapper', optimizer=optimizer or dict(type='SGD', lr=0.1, momentum=0.9), sam=sam)
+    return build_optim_wrapper(model, cfg)
+
+
+def test_sam_dict_misspelt_key_is_blamed_on_the_sam_class_not_sgd():
+    """The issue's example: sam=dict(type='AUSAM', alfa=0.3)."""
+    with pytest.raises(UnknownOptionError) as info:
+        wrapper(dict(type='AUSAM', alfa=0.3))
+    message = str(info.value)
+    assert message.startswith('AUSAM')
+    assert 'optim_wrapper.sam' in message
+    assert 'SGD.__init__' not in message
+    assert "'alfa' (did you mean 'alpha'?)" in message
+    valid = listed_valid(message)
+    assert valid == sorted(valid)
+    # AUSAM's own options, SAMBase's, the hook's, the base optimizer's, and 'type'
+    assert {'alpha', 'num_samples', 'rho', 'adaptive', 'warmup_epochs', 'momentum', 'lr', 'type'} <= set(valid)
+    assert 'base_optimizer' not in valid  # the base optimizer is optim_wrapper.optimizer
+
+
+@pytest.mark.parametrize('sam,bad,good', [
+    (dict(type='SAM', rh0=0.05), 'rh0', 'rho'),
+    (dict(type='VSAM', rho=0.05, warmup_epoch=2), 'warmup_epoch', 'warmup_epochs'),
+    (dict(type='LookSAM', rho=0.05, momentun=0.5), 'momentun', 'momentum'),
+])
+def test_sam_dict_keys_of_every_origin_are_suggested(sam, bad, good):
+    with pytest.raises(UnknownOptionError, match=rf"^{sam['type']} \(base optimizer SGD\) in optim_wrapper.sam: "
+                                                 rf"unknown option '{bad}' \(did you mean '{good}'\?\)"):
+        wrapper(sam)
+
+
+def test_valid_sam_dicts_still_build_and_hook_options_stay_valid():
+    vsam = wrapper(dict(type='VSAM', rho=0.05, warmup_epochs=2))
+    assert vsam.hook_options == dict(warmup_epochs=2)
+    ausam = wrapper(dict(type='AUSAM', rho=0.1, alpha=0.5, ramp_epochs=3))
+    assert ausam.optimizer.alpha == 0.5 and ausam.optimizer.param_groups[0]['momentum'] == 0.9
+    # The base optimizer's defaults reach it, also those its __init__ derives itself (AdamW).
+    adamw = wrapper(dict(type='SAM', rho=0.05), optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+    assert isinstance(adamw.optimizer.base_optimizer, torch.optim.AdamW)
+    assert adamw.optimizer.param_groups[0]['weight_decay'] == 0.05
+
+
+def test_sam_dict_type_and_base_optimizer_errors():
+    with pytest.raises(KeyError, match=r"'AUSMA' \(did you mean 'AUSAM'\?\).*choose one of"):
+        wrapper(dict(type='AUSMA'))
+    with pytest.raises(ValueError, match='base optimizer is optim_wrapper.optimizer'):
+        wrapper(dict(type='SAM', base_optimizer='AdamW'))
+
+
+def test_optim_wrapper_own_options_are_checked():
+    with pytest.raises(UnknownOptionError) as info:
+        build_optim_wrapper(torch.nn.Linear(3, 2), dict(type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1),
+                                                        sam=dict(type='SAM'), dtpye='bfloat16'))
+    message = str(info.value)
+    assert message.startswith('SAMOptimWrapper')
+    assert "'dtpye' (did you mean 'dtype'?)" in message
+    assert {'sam', 'dtype', 'loss_scale', 'clip_grad', 'accumulative_counts'} <= set(listed_valid(message))
+
+
+def test_sam_hook_options_are_checked():
+    assert HOOKS.build(dict(type='SAMHook', stats_interval=5)).stats_interval == 5
+    with pytest.raises(UnknownOptionError) as info:
+        HOOKS.build(dict(type='SAMHook', stats_intervall=5))
+    message = str(info.value)
+    assert message.startswith('SAMHook')
+    assert "'stats_intervall' (did you mean 'stats_interval'?)" in message
+    assert listed_valid(message) == ['id_key', 'stats_interval', 'window']  # SAMHook's documented Args
+
+
+def test_throughput_hook_takes_no_options():
+    HOOKS.build(dict(type='ThroughputHook'))
+    with pytest.raises(UnknownOptionError, match=r"^ThroughputHook: unknown option 'interval'\. "
+                                                 r'ThroughputHook takes no options'):
+        HOOKS.build(dict(type='ThroughputHook', interval=10))
