@@ -21,7 +21,8 @@ that asks its ``scaling_impl`` for the scale and hands it to its ``int_quant``. 
 quantizer classes below (:class:`LSQWeightQuant`, :class:`LSQActQuant`) inject
 
 - ``scaling_impl = LSQStepSize``: the step s itself is the ``nn.Parameter`` (created in
-  ``__init__``, so optimizers and SAM see it at once), returned with LSQ's gradient scale;
+  ``__init__``, so optimizers and SAM see it at once); the step it returns is
+  ``max(|s|, min_step)`` (always positive, see :func:`positive_step`) with LSQ's gradient scale;
 - ``int_quant = LSQIntQuant``: brevitas's ``IntQuant`` with clamp and round swapped
   (``round(clamp(v/s))`` instead of ``clamp(round(v/s))``). The forward values are identical
   (the bounds are integers), but only this order gives LSQ's gradient at the range ends.
@@ -53,10 +54,17 @@ from brevitas.quant.base import UintQuant as _UnsignedIntQuantFragment
 from brevitas.quant.solver import ActQuantSolver, WeightQuantSolver
 from torch import Tensor, nn
 
-__all__ = ['lsq_range', 'lsq_init_step', 'grad_scale', 'LSQStepSize', 'LSQIntQuant',
-           'LSQWeightQuant', 'LSQActQuant', 'LSQSignedActQuant']
+__all__ = ['lsq_range', 'lsq_init_step', 'grad_scale', 'positive_step', 'LSQ_MIN_STEP',
+           'LSQStepSize', 'LSQIntQuant', 'LSQWeightQuant', 'LSQActQuant', 'LSQSignedActQuant']
 
 MIN_BITS, MAX_BITS = 2, 8  # QCDQ export carries at most 8-bit integers
+# Floor of the step used in forward (see positive_step): 2^-24, float16's smallest subnormal.
+# A power of two, so it is exact in float16, bfloat16 and float32, and it stays > 0 when a
+# per-tensor (0-dim) step is promoted to a float16 input's dtype under autocast (v / s then runs
+# in float16, where anything below 2^-25 rounds to 0 and 0 / 0 is NaN). It lies 2-3 orders of
+# magnitude below the smallest steps LSQ's init gives real layers (8-bit weights of std 1e-4:
+# s ~ 1.4e-5), so it never alters a healthy step; it only catches a step pushed to 0 or below.
+LSQ_MIN_STEP = 2.0 ** -24
 _OWNER_KEY = '_lsq_step_size'  # the proxy's reference to its current LSQStepSize
 
 
@@ -113,14 +121,56 @@ def grad_scale(x: Tensor, g: float) -> Tensor:
     return x.detach() + (xg - xg.detach())
 
 
+def positive_step(s: Tensor, min_step: float = LSQ_MIN_STEP) -> Tensor:
+    """The step LSQ uses in forward: ``max(|s|, min_step)``, with gradient ``sign(s)``.
+
+    LSQ needs s > 0, but nothing in training keeps the learned parameter there: SAM's ascent
+    step and learning-rate spikes can push it to 0 (``v / s`` is then ``0 / 0 = NaN``) or below
+    (after a ReLU everything quantizes to 0 and the step gradient is exactly 0: a dead layer).
+    The parameter s stays free; the step used is its magnitude, floored:
+
+    - forward: ``s_used = max(|s|, min_step) > 0``, always;
+    - backward: ``d s_used / d s = sign(s)``, with ``sign(0) := +1``, straight through, also
+      where the floor is active (there the true derivative is 0 and the layer could never
+      leave the floor).
+
+    Why this parametrisation: for ``s >= min_step`` the forward value is ``s`` bit for bit and
+    the gradient is multiplied by exactly 1.0, so LSQ is unchanged wherever it was defined
+    (same values, same gradients as ``torch._fake_quantize_learnable_*``). A log-parametrised
+    step (``s = exp(t)``) is positive too, but changes the gradient everywhere (``ds/dt = s``)
+    and the optimiser dynamics of healthy steps. For ``s < 0`` the layer behaves as with
+    ``|s|`` (the loss is even in s) and keeps learning: gradient descent moves ``|s|`` the way
+    the loss asks, by the same amount as for ``+|s|``. At or below the floor the gradient is
+    LSQ's at ``min_step``: non-zero and finite, so a step pushed to 0 recovers.
+
+    Args:
+        s: The learned step (any shape: per tensor or per channel).
+        min_step: The floor, > 0 (default :data:`LSQ_MIN_STEP` = 2^-24).
+
+    Returns:
+        ``s_used``, of s's shape and dtype, every entry >= ``min_step``.
+    """
+    sign = 1.0 - 2.0 * (s.detach() < 0).to(s.dtype)  # +1 for s >= 0 (and for -0.0), -1 below
+    magnitude = s * sign                                # |s|, differentiable: d/ds = sign(s)
+    floored = magnitude.detach().clamp_min(min_step)
+    return floored + (magnitude - magnitude.detach())   # value: floored exactly (x - x = 0)
+
+
 class LSQStepSize(nn.Module):
     """LSQ step size: a brevitas ``scaling_impl`` that owns the learned step s.
 
     Built by brevitas's dependency injection from the quantizer's attributes (``bit_width``,
     ``signed``, ``scaling_shape``, ``lsq_activation``, and for weights the tracked weight).
 
+    The step used in forward (and seen by brevitas, hence by ONNX export, as the scale) is
+    ``max(|s|, min_step)`` with gradient ``sign(s)`` (:func:`positive_step`): always positive,
+    identical to s (value and gradient) for ``s >= min_step``, and still learning when an
+    optimizer or SAM's perturbation pushes s to 0 or below (no NaN, no dead layer).
+
     Attributes:
-        value (nn.Parameter): The step s (``step`` is an alias), shape ``scaling_shape``.
+        value (nn.Parameter): The step s (``step`` is an alias), shape ``scaling_shape``. It may
+            become <= 0 in training; :attr:`used_step` is what the forward uses.
+        min_step (float): Floor of the step used in forward.
         initialized (Tensor): Bool buffer, set once s holds LSQ's initial value.
         q_n, q_p (int): Integer range ``[-Q_N, Q_P]``.
         bit_width (int), signed (bool), activation (bool).
@@ -135,6 +185,8 @@ class LSQStepSize(nn.Module):
         tracked_parameter_list: The weight(s) (weights only), injected by brevitas.
         dtype, device: Of the step (weights: those of the weight).
         proxy_module: The brevitas quantizer proxy that owns this module, injected by brevitas.
+        lsq_min_step: Floor of the step used in forward (default :data:`LSQ_MIN_STEP`, 2^-24);
+            set it on a quantizer with e.g. ``LSQActQuant.let(lsq_min_step=1e-6)``.
 
     Note:
         brevitas rebuilds a quantizer's modules on ``load_state_dict`` (its
@@ -150,8 +202,12 @@ class LSQStepSize(nn.Module):
                  tracked_parameter_list: Optional[Sequence[nn.Parameter]] = None,
                  dtype: Optional[torch.dtype] = None,
                  device: Optional[torch.device] = None,
-                 proxy_module: Optional[nn.Module] = None) -> None:
+                 proxy_module: Optional[nn.Module] = None,
+                 lsq_min_step: float = LSQ_MIN_STEP) -> None:
         super().__init__()
+        self.min_step = float(lsq_min_step)
+        if not (self.min_step > 0 and math.isfinite(self.min_step)):
+            raise ValueError(f'lsq_min_step must be a positive finite number, got {lsq_min_step}')
         self.bit_width, self.signed = int(bit_width), bool(signed)
         self.q_n, self.q_p = lsq_range(self.bit_width, self.signed)
         self.activation = bool(lsq_activation)
@@ -175,8 +231,13 @@ class LSQStepSize(nn.Module):
 
     @property
     def step(self) -> nn.Parameter:
-        """The learned step size s (an ``nn.Parameter``)."""
+        """The learned step size s (an ``nn.Parameter``; may be <= 0, see :attr:`used_step`)."""
         return self.value
+
+    @property
+    def used_step(self) -> Tensor:
+        """The step the forward uses, ``max(|s|, min_step)`` (detached): the exported scale."""
+        return positive_step(self.value.detach(), self.min_step)
 
     @torch.no_grad()
     def init_from(self, v: Tensor) -> None:
@@ -222,16 +283,17 @@ class LSQStepSize(nn.Module):
         return max(1, x.numel() // self.value.numel())  # weights per step
 
     def forward(self, x: Tensor, threshold: Optional[Tensor] = None) -> Tensor:
-        """Return the step (gradient-scaled) for input x; brevitas's threshold is not used.
+        """Return the step for input x; brevitas's threshold is not used.
 
-        An activation step not yet initialised takes its value from x in training mode, once.
-        brevitas queries the scale with a 0-dim placeholder (e.g. at export): that never
-        initialises.
+        The step is ``max(|s|, min_step)`` with gradient ``sign(s)`` (:func:`positive_step`),
+        times LSQ's gradient scale ``g = 1 / sqrt(N * Q_P)``. An activation step not yet
+        initialised takes its value from x in training mode, once. brevitas queries the scale
+        with a 0-dim placeholder (e.g. at export): that never initialises.
         """
         if self.training and not self._initialized and x.dim() > 0:
             self.init_from(x)
         g = 1.0 / math.sqrt(self.num_features(x) * self.q_p)
-        return grad_scale(self.value, g)
+        return grad_scale(positive_step(self.value, self.min_step), g)
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         self.initialized.fill_(self._initialized)  # the host flag is the authority
@@ -245,7 +307,7 @@ class LSQStepSize(nn.Module):
     def extra_repr(self) -> str:
         kind = 'activation' if self.activation else 'weight'
         return (f'{kind}, bit_width={self.bit_width}, Q_N={self.q_n}, Q_P={self.q_p}, '
-                f'shape={tuple(self.value.shape)}')
+                f'shape={tuple(self.value.shape)}, min_step={self.min_step:g}')
 
 
 class LSQIntQuant(IntQuant):
@@ -253,7 +315,20 @@ class LSQIntQuant(IntQuant):
 
     Same forward as brevitas's ``clamp(round_ste(v/s))``; the gradient differs for v/s within
     half a step outside the range, where LSQ (and this class) count v as clipped.
+
+    Half-precision inputs (fp16/bf16 autocast) are quantized in float32 and the result is
+    cast back: the step gradient of ``v / s`` is ``-grad * (v / s) / s``, which overflows
+    fp16 for small steps (0 * inf = NaN for clipped values, and a GradScaler would then skip
+    every step). Costs a float32 copy of the input for backward in half-precision runs.
     """
+
+    @brevitas.jit.script_method
+    def forward(self, scale: Tensor, zero_point: Tensor, bit_width: Tensor, x: Tensor) -> Tensor:
+        dtype = x.dtype
+        if dtype == torch.float16 or dtype == torch.bfloat16:
+            x = x.float()
+        y = (self.to_int(scale, zero_point, bit_width, x) - zero_point) * scale
+        return self.delay_wrapper(x, y).to(dtype)
 
     @brevitas.jit.script_method
     def to_int(self, scale: Tensor, zero_point: Tensor, bit_width: Tensor, x: Tensor) -> Tensor:
@@ -273,6 +348,7 @@ class _LSQ(ExtendedInjector):
     update_state_dict_impl = None
     narrow_range = False
     bit_width = 8
+    lsq_min_step = LSQ_MIN_STEP  # floor of the step used in forward (LSQStepSize)
 
 
 class LSQWeightQuant(_LSQ, _SignedIntQuantFragment, WeightQuantSolver):
