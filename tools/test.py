@@ -17,7 +17,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from common.engine.entry import apply_common_args, import_project_modules, setup_launcher  # noqa: E402
+from common.engine.entry import (apply_common_args, distributed_session, import_project_modules,  # noqa: E402
+                                 setup_launcher)
 
 
 def parse_args():
@@ -56,9 +57,11 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     import_project_modules()
-    cfg = merge_args(Config.fromfile(args.config), args)
-    runner = Runner.from_cfg(cfg)
-    runner.test()
+    # The group is shut down on every rank when this block ends (see distributed_session);
+    # no name holds the Runner, so its DDP wrapper (and the group it holds) can be freed.
+    with distributed_session():
+        cfg = merge_args(Config.fromfile(args.config), args)
+        Runner.from_cfg(cfg).test()
 
 
 if __name__ == '__main__':

@@ -18,8 +18,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from common.engine.entry import (apply_common_args, enable_amp, ensure_sam_hook,  # noqa: E402
-                                 import_project_modules, setup_launcher)
+from common.engine.entry import (apply_common_args, distributed_session, enable_amp,  # noqa: E402
+                                 ensure_sam_hook, import_project_modules, setup_launcher)
 
 
 def parse_args():
@@ -61,9 +61,11 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     import_project_modules()
-    cfg = merge_args(Config.fromfile(args.config), args)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    # The group is shut down on every rank when this block ends (see distributed_session);
+    # no name holds the Runner, so its DDP wrapper (and the group it holds) can be freed.
+    with distributed_session():
+        cfg = merge_args(Config.fromfile(args.config), args)
+        Runner.from_cfg(cfg).train()
 
 
 if __name__ == '__main__':

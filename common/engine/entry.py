@@ -1,9 +1,13 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: registrations, launcher, config edits."""
+"""What ``tools/train.py`` and ``tools/test.py`` share: registrations, launcher, shutdown,
+config edits."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 import os
 import os.path as osp
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -42,6 +46,53 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
     os.environ.setdefault('LOCAL_RANK', str(dist.get_rank()))
+
+
+@contextlib.contextmanager
+def distributed_session() -> Iterator[None]:
+    """Wrap an entry point's work (``setup_launcher`` included): shut torch.distributed down
+    at the end, so that every rank of a finished ``torchrun`` job exits 0.
+
+    Why: left to interpreter exit, the gloo group is still alive (held by
+    ``torch.distributed``'s registries and by the DDP wrapper in the Runner) with its
+    worker threads running while Python finalizes. A worker thread drops its last
+    reference to a finished collective (and to tensors owned by Python objects) a little
+    after the main thread has been woken by it; when the main thread is already
+    finalizing (a busy machine deschedules the worker), that thread's GIL acquire unwinds
+    it through a ``noexcept`` frame and the rank aborts with "terminate called without an
+    active exception" (SIGABRT): torchrun reports a finished job as failed. Here the group
+    is destroyed and freed while the interpreter is fully alive; its destructor waits for
+    the queued work and joins the worker threads. ``destroy_process_group()`` alone is not
+    enough: gloo's ``shutdown()`` does nothing and the Runner's DDP keeps the group alive.
+
+    Keep no reference to the Runner past the block (``Runner.from_cfg(cfg).train()``):
+    it is freed here by ``gc`` (it lives in reference cycles), and DDP's hold with it.
+    """
+    try:
+        yield
+    except BaseException:
+        shutdown_distributed(success=False)
+        raise
+    shutdown_distributed(success=True)
+
+
+def shutdown_distributed(success: bool = True) -> None:
+    """Destroy the default process group (if any) and free it while Python is alive.
+
+    ``success``: every rank finished its work, so a barrier first lets no rank tear its
+    connections down while another still finishes a collective. After an error there
+    is no barrier (the other ranks may be anywhere), and only a gloo group is destroyed
+    (gloo has nothing to shut down collectively; destroying an NCCL group while peers
+    sit in a collective can block, and torchrun stops the other ranks anyway).
+    """
+    if dist.is_available() and dist.is_initialized():
+        if success:
+            dist.barrier()
+        if success or dist.get_backend() == 'gloo':
+            dist.destroy_process_group()
+    # Free the Runner (reference cycles) and with it DDP's hold on the group: the group's
+    # destructor joins its worker threads now, not during interpreter finalization.
+    gc.collect()
 
 
 def apply_common_args(cfg: Config, args) -> None:
