@@ -1,8 +1,12 @@
-"""CIFAR ResNets (He et al. 2016): ResNet-20 (3 stages of 3 basic blocks, 16/32/64 channels)
-and the CIFAR variant of ResNet-18 (3x3 stem, no max-pool, 64..512 channels)."""
+"""The classification networks (plain ``nn.Module``s, no MMEngine: usable from any loop).
+
+CIFAR ResNets (He et al. 2016): ResNet-20 (3 stages of 3 basic blocks, 16/32/64 channels)
+and the CIFAR variant of ResNet-18 (3x3 stem, no max-pool, 64..512 channels); torchvision's
+ImageNet ResNets; the small digits CNN. :mod:`qat_sam.models` registers them in MMEngine's
+``MODELS`` registry for configs.
+"""
 from typing import List
 
-from mmengine.registry import MODELS
 from torch import nn
 
 from common.options import checked_options
@@ -27,7 +31,6 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
-@MODELS.register_module()
 @checked_options
 class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs (any size works: global average pooling).
@@ -61,7 +64,6 @@ class CifarResNet(nn.Module):
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
 
-@MODELS.register_module()
 @checked_options
 class TorchvisionResNet(nn.Module):
     """torchvision's ImageNet ResNets (18/34/50), randomly initialised or from a checkpoint."""
@@ -75,7 +77,6 @@ class TorchvisionResNet(nn.Module):
         return self.net(x)
 
 
-@MODELS.register_module()
 @checked_options
 class SmallCNN(nn.Module):
     """Three conv-BN-ReLU blocks and a linear head (~0.1 M parameters): the digits demo network."""

@@ -63,24 +63,28 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.optim import AUSAM, SAM, VSAM, LookSAM, RandomScheduleSAM, UniformSubsetSAM  # noqa: E402
-from qat_sam.models.resnet_cifar import CifarResNet  # noqa: E402
-from qat_sam.quant import prepare  # noqa: E402
+from qat_sam.networks import CifarResNet  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_info import cpu_name  # noqa: E402
 
+#: ``pytorch_optimizer.SAM``: the SAM users would otherwise install, the outside anchor.
+OUTSIDE_SAM = 'pytorch_optimizer.SAM'
 OPTIMIZERS = ['SGD', 'SAM', 'AUSAM', 'VSAM', 'VSAM-fixed', 'LookSAM', 'UniformSubsetSAM',
-              'RandomScheduleSAM']
+              'RandomScheduleSAM', OUTSIDE_SAM]
 #: Adaptive VSAM is left out by default: a short run sees only its first windows (one SAM
 #: step per 50), not the share it trains at; VSAM-fixed prices that share.
-DEFAULT_OPTIMIZERS = [name for name in OPTIMIZERS if name != 'VSAM']
+DEFAULT_OPTIMIZERS = [name for name in OPTIMIZERS if name not in ('VSAM', OUTSIDE_SAM)]
 
 
 # ---------------------------------------------------------------------- the model
-def make_network(lsq_bits):
-    """CIFAR ResNet-18 (qat_sam's), float or LSQ-quantized at ``lsq_bits`` (W=A, first/last 8)."""
-    network = CifarResNet(depth=18, num_classes=10)
-    return network if lsq_bits is None else prepare(network, weight_bits=lsq_bits, act_bits=lsq_bits)
+def make_network(lsq_bits, depth=18):
+    """CIFAR ResNet-``depth`` (qat_sam's), float or LSQ-quantized at ``lsq_bits`` (W=A, first/last 8)."""
+    network = CifarResNet(depth=depth, num_classes=10)
+    if lsq_bits is None:
+        return network
+    from qat_sam.quant import prepare  # brevitas: only for the quantized network
+    return prepare(network, weight_bits=lsq_bits, act_bits=lsq_bits)
 
 
 # ------------------------------------------------------------------ optimizers
@@ -89,6 +93,9 @@ def build_optimizer(name: str, params, args):
     base = dict(lr=0.05, momentum=0.9, weight_decay=5e-4)
     if name == 'SGD':
         return torch.optim.SGD(params, **base)
+    if name == OUTSIDE_SAM:
+        import pytorch_optimizer
+        return pytorch_optimizer.SAM(params, torch.optim.SGD, rho=0.05, **base)
     subset = dict(num_samples=args.batch_size, alpha=0.5, seed=0)
     cls, kwargs = {
         'SAM': (SAM, {}),
@@ -210,14 +217,19 @@ def cpu_peak_mib(name: str, args) -> Optional[float]:
 
     ``None`` where /proc is missing (not Linux): the table then shows '-'.
     """
-    if not os.path.exists('/proc/self/status'):
+    if args.no_cpu_peak or not os.path.exists('/proc/self/status'):
         return None
     command = [sys.executable, __file__, '--peak-of', name, '--device', 'cpu', '--batch-size', args.batch_size,
-               '--warmup', args.warmup, '--sam-share', args.sam_share]
+               '--warmup', args.warmup, '--sam-share', args.sam_share, '--depth', args.depth]
     command += ['--lsq-bits', args.lsq_bits] if args.lsq_bits else []
     command += ['--channels-last'] * args.channels_last + ['--amp'] * args.amp
     out = subprocess.run([str(c) for c in command], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])['peak_mib']
+
+
+def _outside_version() -> str:
+    from importlib.metadata import version
+    return version('pytorch_optimizer')
 
 
 # ------------------------------------------------------------------------ main
@@ -226,6 +238,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if cuda else 'cpu')
     p.add_argument('--batch-size', type=int, default=128)
+    p.add_argument('--depth', type=int, choices=[18, 20], default=18,
+                   help='CIFAR ResNet depth (20: a small network for quick runs)')
     p.add_argument('--warmup', type=int, default=None, help='warm-up iterations (3 on cpu, 10 on cuda)')
     p.add_argument('--iters', type=int, default=None, help='timed iterations per repeat (5 on cpu, 50 on cuda)')
     p.add_argument('--repeats', type=int, default=5)
@@ -239,6 +253,8 @@ def parse_args(argv=None):
     p.add_argument('--json', type=Path, help='write results, configuration and environment here')
     p.add_argument('--markdown', type=Path, help='write the table here')
     p.add_argument('--plot', type=Path, help='write a PNG of images/s relative to SGD here')
+    p.add_argument('--no-cpu-peak', action='store_true',
+                   help='CPU: skip the peak-RSS measurement (a fresh process per optimizer)')
     p.add_argument('--peak-of', choices=OPTIMIZERS, help=argparse.SUPPRESS)  # child: one CPU peak
     args = p.parse_args(argv)
     gpu = args.device == 'cuda'
@@ -267,7 +283,7 @@ def main(argv=None):
 
     def make_model():
         torch.manual_seed(0)
-        return make_network(args.lsq_bits).to(device, memory_format=fmt).train()
+        return make_network(args.lsq_bits, args.depth).to(device, memory_format=fmt).train()
 
     def make_closure(model, counts):
         """Forward pass returning the loss (per sample for a subset); counts its rows."""
@@ -303,6 +319,11 @@ def main(argv=None):
                 opt.zero_grad(set_to_none=True)
                 closure().backward()
                 opt.step()
+        elif name == OUTSIDE_SAM:  # its documented loop: backward, then step(closure) runs pass 2
+            def step():
+                opt.zero_grad(set_to_none=True)
+                closure().backward()
+                opt.step(lambda: closure().backward())
         else:
             sample_ids = dict(sample_ids=ids) if opt.uses_sample_ids else {}
             def step():
@@ -346,7 +367,8 @@ def main(argv=None):
         return sum(n * (part + (rows - half) * (full - part) / (batch - half)) for rows, n in counts.items())
 
     results, steps = {}, args.iters * args.repeats
-    cpu_peaks = tqdm(entries.items(), desc='peak memory (fresh processes)', disable=device.type == 'cuda')
+    cpu_peaks = tqdm(entries.items(), desc='peak memory (fresh processes)',
+                     disable=device.type == 'cuda' or args.no_cpu_peak)
     for name, e in cpu_peaks:
         step_s = [t for t, _ in e['runs']]
         imgs = [batch / t for t in step_s]
@@ -383,7 +405,7 @@ def main(argv=None):
                      f'{r["sample_passes_per_step"]:.2f} | {r["overhead_ms"]:.1f} ms ({r["overhead_pct"]:.1f}%) '
                      f'| {r["state_mib"]:.1f} | {mib(r["peak_memory_mib"])} |')
     device_name = torch.cuda.get_device_name(device) if cuda else cpu_name()
-    model = f'ResNet-18 (CIFAR{", LSQ W%dA%d" % (args.lsq_bits, args.lsq_bits) if args.lsq_bits else ""})'
+    model = f'ResNet-{args.depth} (CIFAR{", LSQ W%dA%d" % (args.lsq_bits, args.lsq_bits) if args.lsq_bits else ""})'
     lines += ['', f'{model}, batch {batch}, {device_name}, {torch.get_num_threads()} torch threads, amp={args.amp}, '
               f'channels_last={args.channels_last}, {args.repeats} x {args.iters} timed iterations after '
               f'{args.warmup} warm-up, round-robin. Plain fwd+bwd, median (min-max): full batch '
@@ -394,6 +416,10 @@ def main(argv=None):
               + ('Peak CUDA: over building and warm-up, minus what the other entries hold.' if cuda else
                  'Peak RSS growth: a fresh process building the model and optimizer and warming up '
                  '(schedule-based ones until their first SAM step).')]
+    if OUTSIDE_SAM in results:
+        lines[-1] += (f' {OUTSIDE_SAM} {_outside_version()} runs its documented loop (backward, then '
+                      'step(closure)); it does not freeze BatchNorm statistics in its second pass, '
+                      'leansam restores every buffer.')
     table = '\n'.join(lines)
     print(table)
     if args.markdown:

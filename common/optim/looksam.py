@@ -3,7 +3,8 @@
 SAM every ``k`` iterations. On SAM iterations it keeps the component of g_s orthogonal
 to g, g_v = g_s - (<g, g_s> / ||g||^2) g; on the others it updates with
 g + alpha (||g|| / ||g_v||) g_v. Global norms and inner products. Memory: g_v plus
-the parameter backup.
+the parameter backup. g_v is stored per parameter, for the parameters with a gradient in
+both passes of the SAM step, and added only to those parameters' gradients.
 """
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ and of v, the mean within-block variance of the sorted ||PSF|| buffer:
 Norms are taken over the last ``stat_tensors`` parameter tensors. Statistics live in
 device ring buffers and reach the host once per window (the only host sync).
 Memory: PSF plus the parameter backup (the authors' code keeps four copies).
+PSF is stored per parameter, for the parameters with a gradient in both passes of the
+last SAM step, and added only to those parameters' gradients; others step with plain g.
 """
 from __future__ import annotations
 
