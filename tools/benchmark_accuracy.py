@@ -55,7 +55,7 @@ every noise rate on both precisions; equal to 0.1 without noise), noise 0 / 0.2 
 the epochs (2.4 float epochs, about one window of 50 SAM iterations to fill its statistics
 buffers; the paper uses 1.5% of 200 epochs, the W4A4 recipe 20% of 10, which alone would
 put vSAM at about 61% of SAM's sample-passes). AUSAM's ramp: 15% of the epochs, as
-ALGORITHMS.md suggests for short schedules.
+docs/algorithms.md suggests for short schedules.
 
 Runs execute in this process, one Runner after another (experiment names are unique,
 logger handlers are closed and MMEngine's named instances dropped after each run; each

@@ -1,6 +1,6 @@
 """The optimizer core: SAM/ASAM, AUSAM, vSAM and the comparison controls (pure PyTorch).
 
-See ``shared/ALGORITHMS.md`` for the specification and the README for the calling
+See ``docs/algorithms.md`` for the specification and the README for the calling
 convention. Nothing here imports mmengine.
 """
 from .ausam import AUSAM, UniformSubsetSAM

@@ -1,6 +1,6 @@
 """Independent float64 re-derivations of the SAM-family updates, for the tests.
 
-Written from shared/ALGORITHMS.md with plain autograd on a float64 copy of the model;
+Written from docs/algorithms.md with plain autograd on a float64 copy of the model;
 nothing here imports the code under test.
 """
 import copy

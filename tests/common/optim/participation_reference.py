@@ -1,6 +1,6 @@
 """Float64 reference for models whose parameter participation changes per pass and per step.
 
-Written from the specification (shared/ALGORITHMS.md) with dense dictionaries keyed by
+Written from the specification (docs/algorithms.md) with dense dictionaries keyed by
 parameter name: a parameter without a gradient in the first pass is not perturbed; the
 final gradient is the last pass's; the base optimizer steps exactly the parameters with a
 final gradient; PSF (vSAM) and g_v (LookSAM) are kept for the parameters with a gradient in

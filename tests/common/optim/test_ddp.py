@@ -7,7 +7,7 @@ parent. A scenario that raises on a rank is reported by its test with that rank'
 traceback; a rank desync (ranks disagreeing on a collective) hits the 60 s gloo
 timeout instead of hanging, and a crashed worker makes ``mp.spawn`` raise.
 
-The float64 references below are written from shared/ALGORITHMS.md and the DDP
+The float64 references below are written from docs/algorithms.md and the DDP
 convention of the optimizer core: the first pass of a SAM iteration is rank-local
 (g_r, e_r = rho g_r / ||g_r||), the second pass is all-reduced
 (g_s = mean_r grad L_r(w + e_r)); vSAM's PSF is g_s - mean_r g_r; non-SAM passes are

@@ -4,7 +4,7 @@ batches). Every optimizer must pair stored state with gradients by parameter, un
 inf-check the union of both passes, and reuse stored state only where a parameter has it.
 
 The right values come from a float64 re-derivation written from the specification
-(shared/ALGORITHMS.md) with dense dictionaries keyed by parameter name: a parameter without
+(docs/algorithms.md) with dense dictionaries keyed by parameter name: a parameter without
 a gradient in the first pass is not perturbed; the final gradient is the last pass's; the
 base optimizer steps exactly the parameters with a final gradient; PSF (vSAM) and g_v
 (LookSAM) are kept for the parameters with a gradient in both passes of the SAM step.
