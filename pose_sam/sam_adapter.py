@@ -1,6 +1,6 @@
 """The SAM model adapter for MMPose pose estimators (AUSAM/UniformSubsetSAM only).
 
-With an optimizer that uses sample ids, ``SAMHook.before_run`` calls :func:`mmpose_adapter`,
+With an optimizer that uses sample ids, the SAM train loop calls :func:`mmpose_adapter` when it starts,
 which, for an MMPose ``BasePoseEstimator``:
 
 1. replaces the head's loss module by its per-sample version

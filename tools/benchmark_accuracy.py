@@ -103,7 +103,8 @@ from mmengine.runner import Runner  # noqa: E402
 from mmengine.visualization import Visualizer  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from common.engine.entry import ensure_sam_hook, import_project_modules  # noqa: E402
+from common.engine import use_sam  # noqa: E402
+from common.engine.entry import import_project_modules  # noqa: E402
 from common.optim import OPTIMIZERS  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -225,17 +226,16 @@ def build_config(spec: RunSpec, run_dir: str, start_checkpoint: Optional[str], n
                                     if keep_checkpoint else None)
     if start_checkpoint is not None:
         cfg.model.float_checkpoint = start_checkpoint
-    if spec.sam is not None:
-        cfg.optim_wrapper.type = 'SAMOptimWrapper'
-        cfg.optim_wrapper.sam = dict(spec.sam)
-    ensure_sam_hook(cfg)
+    if spec.sam is not None:  # vSAM's warm-up (kept in the spec: cache keys) is a loop option
+        sam = dict(spec.sam)
+        use_sam(cfg, sam, **({'warmup_epochs': sam.pop('warmup_epochs')} if 'warmup_epochs' in sam else {}))
     return cfg
 
 
 class ProbeHook(Hook):
     """Records what each iteration did: SAM or not, vSAM's rate, AUSAM's draws per sample.
 
-    Priority ``LOWEST``: runs after ``SAMHook`` and outside ``ThroughputHook``'s timing.
+    Priority ``LOWEST``: runs outside ``ThroughputHook``'s timing.
     """
 
     priority = 'LOWEST'

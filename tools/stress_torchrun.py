@@ -49,8 +49,9 @@ model = dict(type='ToyMLP')
 train_dataloader = dict(dataset=dict(type='ToyData'), batch_size=4, num_workers=0,
                         sampler=dict(type='DefaultSampler', shuffle=False),
                         collate_fn=dict(type='default_collate'))
-train_cfg = dict(by_epoch=False, max_iters={iters})
-optim_wrapper = dict(type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+train_cfg = dict(type='SAMIterBasedTrainLoop', max_iters={iters})
+optim_wrapper = dict(type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor',
+                     optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
                      sam=dict(type='SAM', rho=0.1))
 test_dataloader = dict(dataset=dict(type='ToyData'), batch_size=4, num_workers=0,
                        sampler=dict(type='DefaultSampler', shuffle=False),

@@ -4,8 +4,9 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
                                  [--cfg-options k=v ...] [--launcher pytorch]
 
-Configs that use ``SAMOptimWrapper`` get ``SAMHook`` added automatically. Several
-processes: ``torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch``
+A thin MMPose-style entry point: configs carry everything SAM needs (``custom_imports``,
+the SAM optimizer-wrapper constructor and train loop), so they run as well under MMPose's
+own ``tools/train.py`` or ``Runner.from_cfg``. Several processes: ``torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch``
 (on GPUs with NCCL; on CPU with gloo).
 """
 import argparse
@@ -19,7 +20,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from common.engine.entry import (apply_common_args, distributed_session, enable_amp,  # noqa: E402
-                                 ensure_sam_hook, import_project_modules, setup_launcher)
+                                 import_project_modules, setup_launcher)
 
 
 def parse_args():
@@ -53,7 +54,6 @@ def merge_args(cfg, args):
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
-    ensure_sam_hook(cfg)
     setup_launcher(cfg, args.launcher)
     return cfg
 

@@ -105,20 +105,6 @@ def apply_common_args(cfg: Config, args) -> None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
 
-def uses_sam(cfg: Config) -> bool:
-    return cfg.get('optim_wrapper', {}).get('type') == 'SAMOptimWrapper'
-
-
-def ensure_sam_hook(cfg: Config) -> None:
-    """Add ``SAMHook`` to ``custom_hooks`` when the config trains with SAMOptimWrapper."""
-    if not uses_sam(cfg):
-        return
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    if not any(h.get('type') == 'SAMHook' for h in hooks):
-        hooks.append(dict(type='SAMHook'))
-    cfg.custom_hooks = hooks
-
-
 def enable_amp(cfg: Config) -> None:
     """``--amp``: fp16 with loss scaling (SAMOptimWrapper keeps a configured bf16)."""
     wrapper = cfg.optim_wrapper

@@ -14,8 +14,8 @@ we do not own (e.g. MMPose's estimators) gets both from an adapter::
             return lambda data: ids_of(data) # preprocessed batch -> LongTensor of dense ids
         return None
 
-``SAMHook.before_run`` calls every registered adapter once the model, optimizer and
-training data loader are built. An adapter may prepare the model and may return a
+The SAM train loops (:mod:`common.engine.sam_loops`) call every registered adapter at the
+start of ``run``, once the model, optimizer and training data loader are built. An adapter may prepare the model and may return a
 sample-id function, which then replaces ``train_step.sample_ids_of(data, id_key)``: it is
 called once per iteration, with the whole preprocessed batch, before any forward pass,
 and must return ids in ``[0, len(train_dataset))`` (the size of AUSAM's table). At most

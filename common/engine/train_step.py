@@ -68,7 +68,7 @@ def sample_ids_of(data: Any, id_key: str) -> Tensor:
         f"AUSAM needs a stable id per sample but the batch has no '{id_key}': put it into each "
         f"data sample's metainfo (MMEngine's BaseDataset sets data_info['{id_key}']; add "
         f"'{id_key}' to the packing transform's meta_keys), or into the batch dict as a tensor, "
-        "or set SAMHook(id_key=...) to the key your data uses.")
+        "or set train_cfg's sample_id_key to the key your data uses.")
 
 
 def per_sample_total(losses: Dict[str, Any], rows: int) -> Tensor:
@@ -106,7 +106,8 @@ def _detached(losses: Dict[str, Any]) -> Dict[str, Any]:
 
 def sam_train_step(model, data, optim_wrapper, id_key: str = 'sample_idx',
                    sample_ids_fn: Optional[Callable[[Any], Tensor]] = None) -> Dict[str, Tensor]:
-    """``train_step`` for SAMOptimWrapper: same inputs and log output as MMEngine's.
+    """One SAM-family iteration (what the SAM train loops call instead of ``model.train_step``):
+    same inputs and log output as MMEngine's ``BaseModel.train_step``.
 
     ``sample_ids_fn(data)`` (from a SAM model adapter), when given, replaces
     ``sample_ids_of(data, id_key)``: it gets the whole preprocessed batch once per iteration.
@@ -134,5 +135,5 @@ def sam_train_step(model, data, optim_wrapper, id_key: str = 'sample_idx',
     sample_ids = None
     if per_sample:
         sample_ids = sample_ids_fn(data) if sample_ids_fn is not None else sample_ids_of(data, id_key)
-    optim_wrapper.sam_step(closure, model, sample_ids)
+    optim_wrapper.step(closure, model=model, sample_ids=sample_ids)
     return module.parse_losses(first)[1]

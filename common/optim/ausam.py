@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ._distributed import draw_seed, is_distributed, rank, world_size
 from .base import GradGroup, Iteration, SAMBase
 
 
@@ -83,7 +84,7 @@ class AUSAM(SAMBase):
         if num_samples is not None:
             self.set_num_samples(num_samples)
         if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
+            seed = draw_seed()
         self.seed = seed
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self._rank_seeded = False
@@ -169,15 +170,15 @@ class AUSAM(SAMBase):
 
     def _seed_per_rank(self) -> None:
         # Ranks draw from different batches; decorrelate their subset draws.
-        if dist.is_available() and dist.is_initialized():
-            self.generator.manual_seed(self.seed + dist.get_rank())
+        if world_size() > 1:
+            self.generator.manual_seed(self.seed + rank())
         self._rank_seeded = True
 
     def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss: Tensor,
                         loss_after: Tensor) -> None:
         ids = self._ids[plan.index]
         dlp = (loss_after.float() - loss.float()).abs().to(self.adlp.device)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if is_distributed():
             ids, dlp = _all_gather_pairs(ids, dlp)
         self.update_table(ids, dlp)
 
@@ -235,7 +236,7 @@ class UniformSubsetSAM(AUSAM):
 
 def _all_gather_pairs(ids: Tensor, dlp: Tensor):
     """Concatenate every rank's (id, DLP) pairs (equal subset sizes on all ranks)."""
-    world = dist.get_world_size()
+    world = world_size()
     packed = torch.stack([ids.double(), dlp.double()])  # ids are exact in float64
     gathered = [torch.empty_like(packed) for _ in range(world)]
     dist.all_gather(gathered, packed)

@@ -52,6 +52,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..options import accepted_keywords, check_options
+from ._distributed import is_distributed
 from .running_stats import frozen_running_stats
 
 
@@ -116,10 +117,6 @@ def resolve_base_optimizer(base_optimizer) -> type:
 def check_rho(rho: float) -> None:
     if not rho >= 0:
         raise ValueError(f'rho must be >= 0 (the perturbation radius), got {rho}.')
-
-
-def _dist_world() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class SAMBase(torch.optim.Optimizer):
@@ -294,7 +291,7 @@ class SAMBase(torch.optim.Optimizer):
         """Context for the first forward/backward: ``model.no_sync()`` under DDP when this
         iteration runs a second pass (g stays rank-local, as SAM intends), else nothing."""
         plan = self._current('first_pass').plan
-        no_sync = getattr(model, 'no_sync', None) if plan.sam and _dist_world() > 1 else None
+        no_sync = getattr(model, 'no_sync', None) if plan.sam and is_distributed() else None
         return no_sync() if no_sync is not None else nullcontext()
 
     @staticmethod
@@ -486,7 +483,7 @@ class SAMBase(torch.optim.Optimizer):
         """Host decision to step; under DDP every rank sees any rank's overflow."""
         if found_inf is None:
             return True
-        if _dist_world() > 1:
+        if is_distributed():
             dist.all_reduce(found_inf, op=dist.ReduceOp.MAX)
         return not bool(found_inf.item())
 

@@ -13,9 +13,9 @@ from typing import List
 import torch
 from torch import Tensor
 
+from ._distributed import all_reduce_mean_
 from .base import GradGroup, Iteration, SAMBase
 from .param_pairing import pair_by_param, same_params
-from .vsam import _all_reduce_mean
 
 
 def _sq_norm(tensors: List[Tensor]) -> Tensor:
@@ -68,7 +68,7 @@ class LookSAM(SAMBase):
         dot = (_sq_norm(torch._foreach_add(g, g_s)) - g_sq - gs_sq) / 2
         torch._foreach_mul_(g, -dot / (g_sq + self.eps))
         torch._foreach_add_(g, g_s)             # g_v = g_s - <g, g_s>/||g||^2 g
-        _all_reduce_mean(g)
+        all_reduce_mean_(g)
         self._gv_norm = _sq_norm(g).sqrt()
 
     def _skipped_sam_step(self) -> None:

@@ -8,7 +8,8 @@ time it is used, so ranks agree even when their global seeds differ.
 from typing import Optional
 
 import torch
-import torch.distributed as dist
+
+from ._distributed import broadcast_from_rank0, draw_seed
 
 
 class SharedRandom:
@@ -16,20 +17,16 @@ class SharedRandom:
 
     def __init__(self, seed: Optional[int] = None):
         if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
+            seed = draw_seed()
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self._synced = False
 
     def _sync_seed(self) -> None:
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            backend = dist.get_backend()
-            device = 'cuda' if backend == 'nccl' else 'cpu'
-            seed = torch.tensor([self.seed], dtype=torch.int64, device=device)
-            dist.broadcast(seed, src=0)
-            if int(seed.item()) != self.seed:
-                self.seed = int(seed.item())
-                self.generator.manual_seed(self.seed)
+        seed = int(broadcast_from_rank0(self.seed, torch.int64))
+        if seed != self.seed:
+            self.seed = seed
+            self.generator.manual_seed(seed)
         self._synced = True
 
     def uniform(self) -> float:

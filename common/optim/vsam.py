@@ -22,9 +22,9 @@ import math
 from typing import List, Optional
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
+from ._distributed import all_reduce_mean_, broadcast_from_rank0
 from .base import GradGroup, Iteration, SAMBase
 from .param_pairing import pair_by_param, same_params
 from .schedule_rng import SharedRandom
@@ -147,7 +147,7 @@ class VSAM(SAMBase):
             rho_r = relative_trend(self.ratios.ordered().tolist(), self.eps_stat)
             rho_v = relative_trend(self.variances.ordered().tolist(), self.eps_stat)
             base_sr = self.base_sr * (1 + self.a1 * rho_r + self.a2 * rho_v)
-            self.base_sr = _broadcast_float(min(max(base_sr, 1.0), float(self.max_sr)))
+            self.base_sr = float(broadcast_from_rank0(min(max(base_sr, 1.0), float(self.max_sr))))
         self.window_sam = 0
         self.rate_history.append(self.base_sr / self.window)
 
@@ -179,7 +179,7 @@ class VSAM(SAMBase):
         grad_norm = self._stat_norm(psf)         # ||g||, before g is turned into PSF
         torch._foreach_sub_(psf, grads)          # g - g_s
         torch._foreach_neg_(psf)                 # PSF = g_s - g
-        _all_reduce_mean(psf)                    # g is rank-local: average PSF over ranks
+        all_reduce_mean_(psf)                    # g is rank-local: average PSF over ranks
         psf_norm = self._stat_norm(psf)
         self.psf_norms.push(psf_norm)
         self.ratios.push(psf_norm / (grad_norm + self.eps_stat))
@@ -231,27 +231,3 @@ class VSAM(SAMBase):
         self.rng.load_state_dict(state['rng'])
         for key in ('psf_norms', 'ratios', 'variances'):
             getattr(self, key).load_state_dict(state[key])
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _all_reduce_mean(tensors: List[Tensor]) -> None:
-    """Average a list of tensors over ranks in one flat all-reduce."""
-    if not _distributed() or not tensors:
-        return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    torch._foreach_copy_(tensors, [f.view_as(t) for f, t in zip(flat.split([t.numel() for t in tensors]), tensors)])
-
-
-def _broadcast_float(value: float) -> float:
-    """Rank 0's value on every rank, so that all ranks follow the same schedule."""
-    if not _distributed():
-        return value
-    device = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.broadcast(t, src=0)
-    return float(t.item())

@@ -10,7 +10,9 @@ from mmpose.models import PoseDataPreprocessor, TopdownPoseEstimator
 from mmpose.models.losses.heatmap_loss import KeypointMSELoss
 from mmpose.structures import PoseDataSample
 
-from common.engine import SAMHook, SAMOptimWrapper
+from common.engine import SAMOptimWrapper, sam_train_step
+from common.engine.sam_loops import SAMEpochBasedTrainLoop
+from common.optim import build_sam_optimizer
 from common.engine import model_adapters
 from pose_sam.per_sample_losses import PerSampleKeypointMSELoss, PerSampleKLDiscretLoss
 from pose_sam.sam_adapter import mmpose_adapter
@@ -135,10 +137,19 @@ class _Loader:
 
 
 def _hooked_runner(head, sam):
+    """What the SAM train loop does when it starts (sizes the table, runs the adapters), on a
+    stand-in runner; ``runner.train_step(batch)`` is then the loop's iteration."""
     model = _estimator(head)
-    wrapper = SAMOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), sam=sam)
-    runner = SimpleNamespace(model=model, optim_wrapper=wrapper, train_dataloader=_Loader(Annotations(IDS)))
-    SAMHook().before_run(runner)
+    sam = dict(sam)
+    name = sam.pop('type')
+    optimizer = build_sam_optimizer(name, model.parameters(), base_optimizer='SGD', lr=0.01, momentum=0.9,
+                                    **sam, **(dict(num_samples=None) if 'AUSAM' in name else {}))
+    loader = _Loader(Annotations(IDS))
+    runner = SimpleNamespace(model=model, optim_wrapper=SAMOptimWrapper(optimizer), train_dataloader=loader)
+    loop = SimpleNamespace(runner=runner, dataloader=loader, warmup_epochs=None)
+    SAMEpochBasedTrainLoop._prepare_sam(loop)
+    runner.train_step = lambda batch: sam_train_step(model, batch, runner.optim_wrapper,
+                                                     sample_ids_fn=loop.sample_ids_fn)
     return runner
 
 
@@ -150,7 +161,7 @@ def test_ausam_step_on_a_topdown_estimator_updates_the_table_at_the_dense_ids():
     assert optimizer.num_samples == len(IDS)
     before = [p.detach().clone() for p in runner.model.parameters()]
     positions = [7, 2, 9, 4]
-    log = runner.model.train_step(_batch(positions), runner.optim_wrapper)
+    log = runner.train_step(_batch(positions))
     assert set(log) >= {'loss', 'loss_kpt', 'acc_pose'}
     assert any(not torch.equal(a, b) for a, b in zip(before, runner.model.parameters()))
     seen = torch.zeros(len(IDS))
@@ -165,7 +176,7 @@ def test_ausam_subset_step_with_simcc_uses_the_whole_batch_size():
     assert isinstance(loss, PerSampleKLDiscretLoss)
     optimizer = runner.optim_wrapper.optimizer
     optimizer.set_epoch(1)
-    runner.model.train_step(_batch([0, 3, 5, 8]), runner.optim_wrapper)
+    runner.train_step(_batch([0, 3, 5, 8]))
     assert optimizer.last_subset_size == 2 and loss.batch_size == 4
     assert optimizer.dlp_count.sum() == 2 and optimizer.dlp_count[[1, 2, 4, 6, 7, 9]].sum() == 0
 
@@ -173,5 +184,5 @@ def test_ausam_subset_step_with_simcc_uses_the_whole_batch_size():
 def test_sam_keeps_mmpose_scalar_losses():
     runner = _hooked_runner('heatmap', dict(type='SAM', rho=0.05))
     assert type(runner.model.head.loss_module) is KeypointMSELoss
-    log = runner.model.train_step(_batch([1, 2, 3]), runner.optim_wrapper)
+    log = runner.train_step(_batch([1, 2, 3]))
     assert log['loss'].dim() == 0

@@ -13,13 +13,13 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from common.engine.entry import ensure_sam_hook, import_project_modules
 from pose_sam.data import generate_coco_keypoints
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 STOCK = osp.join(ROOT, 'configs', 'pose', 'coco', 'td-hm_res50_{}-8xb64-210e_coco-256x192.py')
 SIMCC = osp.join(ROOT, 'configs', 'pose', 'mpii', 'simcc_res50_wo-deconv_{}-8xb64-210e_mpii-256x256.py')
 DEMO = osp.join(ROOT, 'configs', 'pose', 'demo', 'td-hm_res18_1xb32-12e_posedemo-96x64.py')
+DEMO_AUSAM = osp.join(ROOT, 'configs', 'pose', 'demo', 'td-hm_res18_ausam-1xb32-12e_posedemo-96x64.py')
 
 
 @pytest.fixture(scope='module')
@@ -36,8 +36,8 @@ def annotation_ids(data_root, split='train'):
 
 
 def small_run(config, data_root, work_dir, epochs=1, batch_size=8, deterministic_pipeline=False, **options):
-    """The config on the generated data: CPU-sized loaders, no download, no validation."""
-    import_project_modules()
+    """The config on the generated data: CPU-sized loaders, no download, no validation.
+    Nothing of the project is imported here: the config's custom_imports register it."""
     cfg = Config.fromfile(config)
     cfg.work_dir = str(work_dir)
     cfg.model.backbone.init_cfg = None  # nothing can be downloaded here
@@ -56,7 +56,6 @@ def small_run(config, data_root, work_dir, epochs=1, batch_size=8, deterministic
     cfg.randomness = dict(seed=0)
     cfg.merge_from_dict(options)
     cfg.experiment_name = f'{osp.basename(cfg.filename)}_{uuid.uuid4().hex[:8]}'  # unique hub
-    ensure_sam_hook(cfg)
     return Runner.from_cfg(cfg)
 
 
@@ -97,14 +96,12 @@ def test_stock_simcc_config_trains_with_ausam(pose_data, tmp_path):
 
 
 def test_resume_continues_identically(pose_data, tmp_path):
-    options = dict(deterministic_pipeline=True, batch_size=4,
-                   optim_wrapper=dict(type='SAMOptimWrapper',
-                                      sam=dict(type='AUSAM', rho=0.05, alpha=0.5, ramp_epochs=1)))
-    straight = small_run(DEMO, pose_data, tmp_path / 'straight', epochs=3, **options)
+    options = {'deterministic_pipeline': True, 'batch_size': 4, 'optim_wrapper.sam.ramp_epochs': 1}
+    straight = small_run(DEMO_AUSAM, pose_data, tmp_path / 'straight', epochs=3, **options)
     straight.train()
-    first = small_run(DEMO, pose_data, tmp_path / 'resumed', epochs=2, **options)
+    first = small_run(DEMO_AUSAM, pose_data, tmp_path / 'resumed', epochs=2, **options)
     first.train()
-    resumed = small_run(DEMO, pose_data, tmp_path / 'resumed', epochs=3, resume=True, **options)
+    resumed = small_run(DEMO_AUSAM, pose_data, tmp_path / 'resumed', epochs=3, resume=True, **options)
     resumed.train()
     a, b = weights(straight), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -126,4 +123,36 @@ def test_tools_test_prints_coco_ap(pose_data, tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     found = re.search(r'coco/AP: ([\d.]+)', out.stdout + out.stderr)
+    assert found and 0.0 <= float(found.group(1)) <= 1.0
+
+
+def test_mmposes_own_tools_train_and_test_the_ausam_demo_config(pose_data, tmp_path):
+    """MMPose's tools/train.py and tools/test.py (the ones `mim train mmpose` runs), from the
+    installed package, on our config: custom_imports bring the SAM loop, wrapper and adapter."""
+    import mmpose
+    tools = osp.join(osp.dirname(mmpose.__file__), '.mim', 'tools')
+    data = [f'train_dataloader.dataset.data_root={pose_data}', 'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False', 'train_dataloader.batch_size=4',
+            f'val_dataloader.dataset.data_root={pose_data}', 'val_dataloader.num_workers=0',
+            'val_dataloader.persistent_workers=False',
+            f'val_evaluator.ann_file={osp.join(pose_data, "annotations", "person_keypoints_val.json")}',
+            f'test_dataloader.dataset.data_root={pose_data}', 'test_dataloader.num_workers=0',
+            'test_dataloader.persistent_workers=False',
+            f'test_evaluator.ann_file={osp.join(pose_data, "annotations", "person_keypoints_val.json")}']
+    work_dir = tmp_path / 'mmpose_tools'
+    train = subprocess.run([sys.executable, osp.join(tools, 'train.py'), DEMO_AUSAM, '--work-dir', str(work_dir),
+                            '--cfg-options', 'train_cfg.max_epochs=1', *data],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-3000:]
+    log = train.stdout + train.stderr
+    assert 'SAMEpochBasedTrainLoop' in (work_dir / 'td-hm_res18_ausam-1xb32-12e_posedemo-96x64.py').read_text()
+    assert re.search(r'subset_size: \d', log), 'the SAM loop reports AUSAM\'s subset size'
+    checkpoint = work_dir / 'epoch_1.pth'
+    state = torch.load(checkpoint, weights_only=False)['optimizer']['sam']
+    assert state['dlp_count'].numel() == len(annotation_ids(pose_data))
+    test = subprocess.run([sys.executable, osp.join(tools, 'test.py'), DEMO_AUSAM, str(checkpoint),
+                           '--work-dir', str(tmp_path / 'mmpose_test'), '--cfg-options', *data],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert test.returncode == 0, test.stdout[-2000:] + test.stderr[-3000:]
+    found = re.search(r'coco/AP: ([\d.]+)', test.stdout + test.stderr)
     assert found and 0.0 <= float(found.group(1)) <= 1.0

@@ -12,7 +12,6 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from common.engine.entry import ensure_sam_hook, import_project_modules
 from qat_sam.quant import lsq_quantizers
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
@@ -26,13 +25,12 @@ MIN_TOP1 = 91.0
 
 
 def train(config: str, work_dir, **options):
-    """Train a recipe in-process; return the runner and its test metrics."""
-    import_project_modules()
+    """Train a recipe through ``Runner.from_cfg`` alone (no project entry point: the config's
+    custom_imports register everything); return the runner and its test metrics."""
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(dict(work_dir=str(work_dir), **options))
     cfg.default_hooks.logger.interval = 50
     cfg.experiment_name = f'{osp.basename(cfg.filename)}_{uuid.uuid4().hex[:8]}'  # unique hub
-    ensure_sam_hook(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner, runner.test()
@@ -72,7 +70,6 @@ def test_sam_family_qat_reaches_stated_accuracy(variant, float_checkpoint, tmp_p
 def test_qat_starts_from_the_float_weights(float_checkpoint, tmp_path):
     """init_weights loads the float checkpoint into the quantized network and LSQ
     initialises each weight step from it: s = 2 mean|w| / sqrt(Q_P)."""
-    import_project_modules()
     from mmengine.registry import MODELS
     cfg = Config.fromfile(W4A4.format(''))
     cfg.model.float_checkpoint = float_checkpoint

@@ -4,9 +4,10 @@
 # On a 2-core machine that is busy with other work, OMP_NUM_THREADS=1 is several times faster.
 # Only what differs from MMPose's COCO recipe is set here.
 _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py']
+custom_imports = dict(imports=['pose_sam.registration'], allow_failed_imports=False)
 
 max_epochs = 12
-train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=4)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', begin=0, end=50, start_factor=0.01, by_epoch=False),

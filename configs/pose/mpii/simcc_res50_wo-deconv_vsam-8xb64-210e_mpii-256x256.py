@@ -2,4 +2,8 @@
 # vSAM: SAM on the iterations chosen from the variation of PSF, reused on the others.
 # MMPose's own config; only the optimizer wrapper differs (its Adam, lr and schedule are kept).
 _base_ = ['mmpose::body_2d_keypoint/simcc/mpii/simcc_res50_wo-deconv-8xb64-210e_mpii-256x256.py']
-optim_wrapper = dict(type='SAMOptimWrapper', sam=dict(type='VSAM', rho=0.05, warmup_epochs=3))
+custom_imports = dict(imports=['pose_sam.registration'], allow_failed_imports=False)
+optim_wrapper = dict(type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor',
+                     sam=dict(type='VSAM', rho=0.05))
+# MMEngine refuses type next to by_epoch: MMPose's train_cfg is replaced, its values kept.
+train_cfg = dict(_delete_=True, type='SAMEpochBasedTrainLoop', max_epochs=210, val_interval=10, warmup_epochs=3)

@@ -1,2 +1,4 @@
 _base_ = ['./lsq-w3a3_resnet18_1xb128-90e_cifar10.py']
-optim_wrapper = dict(type='SAMOptimWrapper', sam=dict(type='VSAM', rho=0.05, warmup_epochs=3))
+optim_wrapper = dict(type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor',
+                     sam=dict(type='VSAM', rho=0.05))
+train_cfg = dict(type='SAMEpochBasedTrainLoop', warmup_epochs=3)

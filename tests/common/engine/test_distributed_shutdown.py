@@ -31,8 +31,9 @@ test_dataloader = dict(dataset=dict(type='ToyData'), batch_size=8, num_workers=0
                        collate_fn=dict(type='default_collate'))
 test_evaluator = dict(type='ToyAccuracy')
 test_cfg = dict()
-train_cfg = dict(by_epoch=False, max_iters=2)
-optim_wrapper = dict(type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+train_cfg = dict(type='SAMIterBasedTrainLoop', max_iters=2)
+optim_wrapper = dict(type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor',
+                     optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
                      sam=dict(type='SAM', rho=0.1))
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000))
 custom_hooks = [dict(type='CountThreads')]

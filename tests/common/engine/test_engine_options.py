@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import HOOKS
+from mmengine.registry import HOOKS, LOOPS
 
-import common.engine  # noqa: F401  (registers SAMOptimWrapper, SAMHook, ThroughputHook)
+import common.engine  # noqa: F401  (registers the SAM constructor, wrapper, loops, ThroughputHook)
 from common.options import UnknownOptionError
 
 
@@ -20,7 +20,8 @@ def listed_valid(message):
 
 def wrapper(sam, optimizer=None):
     model = torch.nn.Linear(3, 2)
-    cfg = dict(type='SAMOptimWrapper', optimizer=optimizer or dict(type='SGD', lr=0.1, momentum=0.9), sam=sam)
+    cfg = dict(type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor',
+               optimizer=optimizer or dict(type='SGD', lr=0.1, momentum=0.9), sam=sam)
     return build_optim_wrapper(model, cfg)
 
 
@@ -35,25 +36,28 @@ def test_sam_dict_misspelt_key_is_blamed_on_the_sam_class_not_sgd():
     assert "'alfa' (did you mean 'alpha'?)" in message
     valid = listed_valid(message)
     assert valid == sorted(valid)
-    # AUSAM's own options, SAMBase's, the hook's, the base optimizer's, and 'type'
-    assert {'alpha', 'num_samples', 'rho', 'adaptive', 'warmup_epochs', 'momentum', 'lr', 'type'} <= set(valid)
+    # AUSAM's own options, SAMBase's, the base optimizer's, and 'type'
+    assert {'alpha', 'num_samples', 'rho', 'adaptive', 'momentum', 'lr', 'type'} <= set(valid)
     assert 'base_optimizer' not in valid  # the base optimizer is optim_wrapper.optimizer
 
 
 @pytest.mark.parametrize('sam,bad,good', [
     (dict(type='SAM', rh0=0.05), 'rh0', 'rho'),
-    (dict(type='VSAM', rho=0.05, warmup_epoch=2), 'warmup_epoch', 'warmup_epochs'),
+    (dict(type='VSAM', rho=0.05, windw=20), 'windw', 'window'),
     (dict(type='LookSAM', rho=0.05, momentun=0.5), 'momentun', 'momentum'),
 ])
 def test_sam_dict_keys_of_every_origin_are_suggested(sam, bad, good):
-    with pytest.raises(UnknownOptionError, match=rf"^{sam['type']} \(base optimizer SGD\) in optim_wrapper.sam: "
+    with pytest.raises(UnknownOptionError, match=rf"^{sam['type']} \(base optimizer SGD\) in optim_wrapper.sam / "
+                                                 rf"optim_wrapper.optimizer: "
                                                  rf"unknown option '{bad}' \(did you mean '{good}'\?\)"):
         wrapper(sam)
 
 
-def test_valid_sam_dicts_still_build_and_hook_options_stay_valid():
-    vsam = wrapper(dict(type='VSAM', rho=0.05, warmup_epochs=2))
-    assert vsam.hook_options == dict(warmup_epochs=2)
+def test_valid_sam_dicts_still_build_and_the_loop_option_is_redirected():
+    with pytest.raises(ValueError, match=r"warmup_epochs is an option of the SAM train loop.*"
+                                         r"train_cfg = dict\(type='SAMEpochBasedTrainLoop', warmup_epochs="):
+        wrapper(dict(type='VSAM', rho=0.05, warmup_epochs=2))
+    assert wrapper(dict(type='VSAM', rho=0.05, window=20)).optimizer.window == 20
     ausam = wrapper(dict(type='AUSAM', rho=0.1, alpha=0.5, ramp_epochs=3))
     assert ausam.optimizer.alpha == 0.5 and ausam.optimizer.param_groups[0]['momentum'] == 0.9
     # The base optimizer's defaults reach it, also those its __init__ derives itself (AdamW).
@@ -71,7 +75,8 @@ def test_sam_dict_type_and_base_optimizer_errors():
 
 def test_optim_wrapper_own_options_are_checked():
     with pytest.raises(UnknownOptionError) as info:
-        build_optim_wrapper(torch.nn.Linear(3, 2), dict(type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1),
+        build_optim_wrapper(torch.nn.Linear(3, 2), dict(type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor',
+                                                        optimizer=dict(type='SGD', lr=0.1),
                                                         sam=dict(type='SAM'), dtpye='bfloat16'))
     message = str(info.value)
     assert message.startswith('SAMOptimWrapper')
@@ -79,14 +84,17 @@ def test_optim_wrapper_own_options_are_checked():
     assert {'sam', 'dtype', 'loss_scale', 'clip_grad', 'accumulative_counts'} <= set(listed_valid(message))
 
 
-def test_sam_hook_options_are_checked():
-    assert HOOKS.build(dict(type='SAMHook', stats_interval=5)).stats_interval == 5
+@pytest.mark.parametrize('loop, length', [('SAMEpochBasedTrainLoop', dict(max_epochs=1)),
+                                          ('SAMIterBasedTrainLoop', dict(max_iters=1))])
+def test_sam_loop_options_are_checked(loop, length):
     with pytest.raises(UnknownOptionError) as info:
-        HOOKS.build(dict(type='SAMHook', stats_intervall=5))
+        LOOPS.build(dict(type=loop, stats_intervall=5, **length), default_args=dict(runner=None, dataloader=None))
     message = str(info.value)
-    assert message.startswith('SAMHook')
+    assert message.startswith(loop)
     assert "'stats_intervall' (did you mean 'stats_interval'?)" in message
-    assert listed_valid(message) == ['id_key', 'stats_interval', 'window']  # SAMHook's documented Args
+    # MMEngine's loop arguments and the SAM options documented in sam_loops._SAMLoop
+    assert {'warmup_epochs', 'sample_id_key', 'stats_interval', 'share_window', 'val_interval',
+            *length} <= set(listed_valid(message))
 
 
 def test_throughput_hook_takes_no_options():

@@ -22,8 +22,9 @@ test_dataloader = dict(dataset=dict(type='ToyData'), batch_size=8, num_workers=0
                        collate_fn=dict(type='default_collate'))
 test_evaluator = dict(type='ToyAccuracy')
 test_cfg = dict()
-train_cfg = dict(by_epoch=True, max_epochs=2)
-optim_wrapper = dict(type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+train_cfg = dict(type='SAMEpochBasedTrainLoop', max_epochs=2)
+optim_wrapper = dict(type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor',
+                     optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
                      sam=dict(type='AUSAM', rho=0.1, alpha=0.5))
 default_hooks = dict(logger=dict(type='LoggerHook', interval=1))
 randomness = dict(seed=0)

@@ -1,4 +1,4 @@
-"""SAMOptimWrapper + SAMHook in a real MMEngine Runner."""
+"""SAMOptimWrapper, its constructor and the SAM train loops in a real MMEngine Runner."""
 import copy
 
 import pytest
@@ -84,19 +84,27 @@ def test_logs_report_sam_behaviour_and_rho_is_schedulable(tmp_path):
 def test_bad_configs_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match='does not support gradient accumulation'):
         make_runner(tmp_path, SAM_CFGS['SAM'], optim_wrapper=dict(
-            type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1), sam=dict(type='SAM'),
+            type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor', optimizer=dict(type='SGD', lr=0.1), sam=dict(type='SAM'),
             accumulative_counts=2)).train()
     with pytest.raises(KeyError, match='choose one of'):
         make_runner(tmp_path, dict(type='FastSAM')).train()
-    with pytest.raises(ValueError, match='needs sam=dict'):
+    with pytest.raises(ValueError, match=r'needs optim_wrapper.sam = dict\(type='):
         make_runner(tmp_path, dict(rho=0.1)).train()
     with pytest.raises(ValueError, match='rho must be >= 0'):
         make_runner(tmp_path, dict(type='SAM', rho=-1)).train()
     with pytest.raises(ValueError, match=r"loss 'loss' has shape \(\) instead of \[8\]"):
         make_runner(tmp_path, SAM_CFGS['AUSAM'], per_sample=False).train()
-    runner = make_runner(tmp_path, SAM_CFGS['SAM'], custom_hooks=[])
-    with pytest.raises(RuntimeError, match="Add dict\\(type='SAMHook'\\)"):
+    runner = make_runner(tmp_path, SAM_CFGS['SAM'], train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=1))
+    with pytest.raises(RuntimeError, match="Train with a SAM loop: train_cfg = dict\\(type='SAMEpochBasedTrainLoop'"):
         runner.train()
+    with pytest.raises(TypeError, match="constructor='SAMOptimWrapperConstructor'"):
+        make_runner(tmp_path, SAM_CFGS['SAM'], optim_wrapper=dict(
+            type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1), sam=dict(type='SAM'))).train()
+    with pytest.raises(TypeError, match='SAMEpochBasedTrainLoop trains with a SAM-family optimizer'):
+        make_runner(tmp_path, SAM_CFGS['SAM'], train_cfg=dict(type='SAMEpochBasedTrainLoop', max_epochs=1),
+                    optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))).train()
+    with pytest.raises(ValueError, match='warmup_epochs is a vSAM option; SAM has no warm-up'):
+        make_runner(tmp_path, dict(type='SAM', rho=0.1, warmup_epochs=1)).train()
 
 
 def test_missing_sample_ids_name_the_key(tmp_path):
@@ -111,8 +119,8 @@ def test_missing_sample_ids_name_the_key(tmp_path):
 @pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
 def test_mixed_precision_trains_and_checkpoints_the_scaler(dtype, tmp_path):
     runner = make_runner(tmp_path, SAM_CFGS['VSAM'], max_epochs=1, optim_wrapper=dict(
-        type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
-        sam=dict(SAM_CFGS['VSAM']), dtype=dtype))
+        type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor', optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+        sam={k: v for k, v in SAM_CFGS['VSAM'].items() if k != 'warmup_epochs'}, dtype=dtype))
     before = [p.detach().clone() for p in runner.model.parameters()]
     runner.train()
     assert any(not torch.equal(a, b) for a, b in zip(before, runner.model.parameters()))
@@ -122,7 +130,7 @@ def test_mixed_precision_trains_and_checkpoints_the_scaler(dtype, tmp_path):
 
 def test_gradient_clipping_applies_to_the_final_gradient(tmp_path):
     runner = make_runner(tmp_path, SAM_CFGS['SAM'], shuffle=False, train_cfg=dict(by_epoch=False, max_iters=1),
-                         optim_wrapper=dict(type='SAMOptimWrapper', optimizer=dict(type='SGD', lr=0.1),
+                         optim_wrapper=dict(type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor', optimizer=dict(type='SGD', lr=0.1),
                                             sam=dict(type='SAM', rho=0.1), clip_grad=dict(max_norm=0.01)))
     runner.train()
     torch.manual_seed(0)
@@ -146,8 +154,7 @@ def test_gradient_clipping_applies_to_the_final_gradient(tmp_path):
 def test_throughput_json_counts_sample_passes(sam, passes_per_epoch, tmp_path):
     import json
     import os.path as osp
-    hooks = [dict(type='ThroughputHook')] + ([dict(type='SAMHook')] if sam else [])
-    overrides = dict(custom_hooks=hooks)
+    overrides = dict(custom_hooks=[dict(type='ThroughputHook')])
     if sam is None:
         overrides['optim_wrapper'] = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))
     runner = make_runner(tmp_path, sam or dict(type='SAM'), max_epochs=2, **overrides)
@@ -157,3 +164,36 @@ def test_throughput_json_counts_sample_passes(sam, passes_per_epoch, tmp_path):
     assert record['images'] == 64
     assert record['sample_passes'] == sum(passes_per_epoch)
     assert record['images_per_s'] == pytest.approx(record['images'] / record['seconds'])
+
+
+class CountingSGD(torch.optim.SGD):
+    builds = 0
+
+    def __init__(self, *args, **kwargs):
+        type(self).builds += 1
+        super().__init__(*args, **kwargs)
+
+
+def test_constructor_builds_the_base_optimizer_once_around_paramwise_groups():
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import OPTIMIZERS as MM_OPTIMIZERS
+    if 'CountingSGD' not in MM_OPTIMIZERS.module_dict:
+        MM_OPTIMIZERS.register_module(module=CountingSGD)
+    CountingSGD.builds = 0
+    model = ToyClassifier()
+    wrapper = build_optim_wrapper(model, dict(
+        type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor',
+        optimizer=dict(type='CountingSGD', lr=0.1, momentum=0.9, weight_decay=1e-3),
+        sam=dict(type='AUSAM', rho=0.1, alpha=0.5),
+        paramwise_cfg=dict(custom_keys={'net.0': dict(lr_mult=0.1)}, norm_decay_mult=0.0)))
+    assert CountingSGD.builds == 1, 'one build of the base optimizer'
+    optimizer = wrapper.optimizer
+    assert type(optimizer).__name__ == 'AUSAM' and type(optimizer.base_optimizer) is CountingSGD
+    assert optimizer.param_groups is optimizer.base_optimizer.param_groups
+    by_param = {id(p): g for g in optimizer.param_groups for p in g['params']}
+    net = model.net
+    assert by_param[id(net[0].weight)]['lr'] == pytest.approx(0.01)   # custom_keys lr_mult
+    assert by_param[id(net[3].weight)]['lr'] == pytest.approx(0.1)
+    assert by_param[id(net[1].weight)]['weight_decay'] == 0.0           # norm_decay_mult
+    assert all(g['rho'] == 0.1 for g in optimizer.param_groups)
+    assert optimizer.num_samples is None  # sized from the data set when the SAM loop starts

@@ -8,7 +8,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch import nn
 
-import common.engine  # noqa: F401  (registers SAMOptimWrapper, SAMHook, checkpoint loader)
+import common.engine  # noqa: F401  (registers the SAM wrapper, constructor, loops, checkpoint loader)
 
 NUM_SAMPLES = 32
 
@@ -36,9 +36,23 @@ def toy_dataset():
     return [dict(inputs=x[i], labels=y[i], sample_idx=i) for i in range(NUM_SAMPLES)]
 
 
+def sam_train_cfg(train_cfg: dict, sam: dict) -> dict:
+    """The SAM loop matching ``train_cfg`` (epoch- or iteration-based), with vSAM's warm-up
+    (written into the ``sam`` dicts of these tests for brevity) moved where it belongs."""
+    if 'type' in train_cfg:
+        return train_cfg
+    loop = 'SAMEpochBasedTrainLoop' if train_cfg.get('by_epoch', True) else 'SAMIterBasedTrainLoop'
+    out = {k: v for k, v in train_cfg.items() if k != 'by_epoch'}
+    out.update(type=loop, stats_interval=1)
+    if 'warmup_epochs' in sam:
+        out['warmup_epochs'] = sam['warmup_epochs']
+    return out
+
+
 def make_runner(work_dir, sam, max_epochs=1, resume=False, per_sample=True, shuffle=True,
                 name='toy', **overrides):
     torch.manual_seed(0)
+    sam = copy.deepcopy(sam)
     cfg = dict(
         model=ToyClassifier(per_sample), work_dir=str(work_dir),
         # Unique: MMEngine reuses a MessageHub by name, and the optim wrapper logs to the newest.
@@ -46,13 +60,14 @@ def make_runner(work_dir, sam, max_epochs=1, resume=False, per_sample=True, shuf
         train_dataloader=dict(dataset=toy_dataset(), batch_size=8, num_workers=0,
                               sampler=dict(type='DefaultSampler', shuffle=shuffle),
                               collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(type='SAMOptimWrapper',
+        optim_wrapper=dict(type='SAMOptimWrapper', constructor='SAMOptimWrapperConstructor',
                            optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-3),
-                           sam=copy.deepcopy(sam)),
+                           sam={k: v for k, v in sam.items() if k != 'warmup_epochs'}),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
-        custom_hooks=[dict(type='SAMHook', stats_interval=1)],
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1),
                            logger=dict(type='LoggerHook', interval=1)),
         randomness=dict(seed=0), resume=resume, default_scope='mmengine')
     cfg.update(overrides)
+    if cfg['optim_wrapper'].get('type') == 'SAMOptimWrapper':
+        cfg['train_cfg'] = sam_train_cfg(cfg['train_cfg'], sam)
     return Runner(**cfg)
