@@ -115,6 +115,9 @@ def torchrun(script: str, args: list, work_dir: str, log_path: str, timeout: flo
         except subprocess.TimeoutExpired:
             timed_out = True
             stop(proc, work_dir)
+        except BaseException:  # Ctrl-C or SIGTERM: take the job in flight down too
+            stop(proc, work_dir)
+            raise
     seconds = time.perf_counter() - start
     with open(log_path, errors='replace') as f:
         output = f.read()
@@ -158,15 +161,18 @@ def describe(stage: dict) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] + ' (20 jobs take 10-17 minutes)',
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--jobs', type=int, default=20, help='consecutive 2-rank jobs')
     parser.add_argument('--burners', type=int, default=os.cpu_count() or 2,
-                        help='busy-loop processes running alongside (default: one per core)')
+                        help='busy-loop processes running alongside (one per core)')
     parser.add_argument('--iters', type=int, default=10, help='training iterations per job')
     parser.add_argument('--no-test', action='store_true', help='skip tools/test.py on the checkpoint')
     parser.add_argument('--timeout', type=float, default=300, help='seconds per torchrun before it is killed')
     parser.add_argument('--out', default='work_dirs/stress_torchrun/results.json')
     args = parser.parse_args()
+    if args.jobs < 1 or args.iters < 1 or args.burners < 0:
+        parser.error('need --jobs >= 1, --iters >= 1 and --burners >= 0')
 
     out = args.out if osp.isabs(args.out) else osp.join(ROOT, args.out)
     out_dir = osp.dirname(out)

@@ -29,6 +29,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMI
 
 from common.optim import OPTIMIZERS as SAM_OPTIMIZERS
 from common.optim.registry import check_sam_options, sam_optimizer_class
+from common.options import accepted_keywords, check_options
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -46,8 +47,9 @@ class SAMOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     Raises:
         ValueError: ``sam`` or its ``type`` is missing.
         KeyError: an unknown SAM-family name (with the closest one).
-        common.options.UnknownOptionError: a ``sam`` or ``optimizer`` key that neither the
-            SAM-family optimizer nor the base optimizer accepts.
+        common.options.UnknownOptionError: an ``optimizer`` key the base optimizer does not
+            accept, or a ``sam`` key that neither the SAM-family optimizer nor the base
+            optimizer accepts.
     """
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg=None):
@@ -81,15 +83,19 @@ class SAMOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 raise KeyError(f'optim_wrapper.optimizer type {name!r} is not in MMEngine\'s OPTIMIZERS '
                                'registry (torch.optim classes are); check the spelling.')
         cls = sam_optimizer_class(self.sam_type)
-        options = {**optimizer_cfg, **self.sam_options}
+        # The two dicts stay apart: optimizer's keys go to the base optimizer only (RMSprop's
+        # alpha is not AUSAM's alpha, Adam's eps is not the perturbation's).
+        check_options(f'optim_wrapper.optimizer ({base.__name__})', optimizer_cfg,
+                      accepted_keywords(base, exclude=('self', 'params')) or optimizer_cfg)
+        options = dict(self.sam_options)
         if cls.uses_sample_ids:
             options.setdefault('num_samples', None)  # the SAM train loop sizes the table from the data set
-        check_sam_options(cls, options, base_optimizer=base, extra=('type',), exclude=('base_optimizer',),
-                          context='in optim_wrapper.sam / optim_wrapper.optimizer')
+        check_sam_options(cls, options, base_optimizer=base, extra=('type',),
+                          exclude=('base_optimizer', 'base_options'), context='in optim_wrapper.sam')
         if self.paramwise_cfg:
             params = []
             self.add_params(params, model)
         else:
             params = model.parameters()
-        optimizer = cls(params, base_optimizer=base, **options)
+        optimizer = cls(params, base_optimizer=base, base_options=optimizer_cfg, **options)
         return OPTIM_WRAPPERS.build(self.optim_wrapper_cfg, default_args=dict(optimizer=optimizer))

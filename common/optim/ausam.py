@@ -230,7 +230,8 @@ class UniformSubsetSAM(AUSAM):
     """
 
     def __init__(self, params, base_optimizer='SGD', rho: float = 0.1, **kwargs):
-        kwargs['uniform'] = True
+        if not kwargs.setdefault('uniform', True):
+            raise ValueError('UniformSubsetSAM draws uniformly by definition; uniform=False is AUSAM.')
         super().__init__(params, base_optimizer, rho=rho, **kwargs)
 
 

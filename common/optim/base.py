@@ -35,6 +35,10 @@ Two ways to drive it, running the same code:
               scaler.scale(loss_fn(...)).backward()
       optimizer.second_step()                   # always: restores w, base step, scaler.update()
 
+  ``second_step()`` runs through ``step()`` (no closure), so step hooks and LR schedulers
+  see one step per iteration; ``abort()`` drops an iteration that failed half-way
+  (restoring w), e.g. a batch that ran out of memory in its second pass.
+
 Gradients are matched to stored per-parameter state by parameter identity
 (:mod:`~common.optim.param_pairing`): a parameter may receive a gradient in one pass
 and not in the other, or in some steps only. A parameter without a gradient in the
@@ -95,6 +99,7 @@ class _Pending:
     found_inf: Optional[Tensor] = None
     loss: Optional[Tensor] = None         # per-sample losses of the first pass (AUSAM)
     groups: List[GradGroup] = field(default_factory=list)  # non-SAM iterations only
+    perturbed: bool = False               # w holds w + e (restore on abort)
 
 
 def resolve_base_optimizer(base_optimizer) -> type:
@@ -114,6 +119,17 @@ def resolve_base_optimizer(base_optimizer) -> type:
                     f'got {base_optimizer!r}.')
 
 
+def global_norm(tensors: List[Tensor]) -> Tensor:
+    """One L2 norm over all ``tensors`` (0-dim), in float32, or float64 if any tensor is float64."""
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors, 2, dtype=dtype)))
+
+
+def _enabled(scaler):
+    """``scaler``, or ``None`` for a disabled ``GradScaler`` (``GradScaler(enabled=use_amp)``)."""
+    return scaler if scaler is not None and scaler.is_enabled() else None
+
+
 def check_rho(rho: float) -> None:
     if not rho >= 0:
         raise ValueError(f'rho must be >= 0 (the perturbation radius), got {rho}.')
@@ -128,29 +144,36 @@ class SAMBase(torch.optim.Optimizer):
             the name of a class in ``torch.optim`` (e.g. ``'SGD'``, ``'AdamW'``).
         rho: Perturbation radius, a param-group key (schedulable like ``lr``).
         adaptive: ASAM (Kwon et al., ICML 2021): scale the perturbation by ``|w|``.
-        eps: Added to norms. Norms are computed in float32, so the default is safe
-            for fp16/bf16 gradients too.
+        perturb_eps: Added to the norm of the perturbation (and LookSAM's ratios). Norms
+            are computed in float32 (float64 for float64 parameters), so the default is
+            safe for fp16/bf16 gradients too. Not ``eps``: that is the base optimizer's
+            (Adam's, RMSprop's...).
         check_finite: Raise ``FloatingPointError`` on a non-finite first-pass loss.
             Costs one host synchronisation per step, so it is off by default; with a
             ``GradScaler`` non-finite steps are always skipped instead.
-        **base_kwargs: Hyper-parameters of the base optimizer (``lr``, ``momentum``...).
+        base_options: Hyper-parameters of the base optimizer given as a dict; needed only
+            for a name that this class uses too (e.g. RMSprop's ``alpha`` next to AUSAM's
+            or LookSAM's ``alpha``). Wins over ``**base_kwargs``.
+        **base_kwargs: Hyper-parameters of the base optimizer (``lr``, ``momentum``, ``eps``...).
     """
 
     #: Whether ``step`` needs ``sample_ids`` and calls ``closure(index)``.
     uses_sample_ids = False
 
     def __init__(self, params, base_optimizer='SGD', rho: float = 0.05, adaptive: bool = False,
-                 eps: float = 1e-12, check_finite: bool = False, **base_kwargs):
+                 perturb_eps: float = 1e-12, check_finite: bool = False,
+                 base_options: Optional[dict] = None, **base_kwargs):
         check_rho(rho)
-        if eps <= 0:
-            raise ValueError(f'eps must be > 0, got {eps}.')
+        if not perturb_eps > 0:
+            raise ValueError(f'perturb_eps must be > 0, got {perturb_eps}.')
+        base_kwargs = {**base_kwargs, **(base_options or {})}
         base_cls = resolve_base_optimizer(base_optimizer)
         self._check_base_kwargs(base_cls, base_kwargs)
         super().__init__(params, dict(rho=rho, adaptive=adaptive, **base_kwargs))
         self.base_optimizer = base_cls(self.param_groups, **base_kwargs)
         self._share_base_state()
         self.defaults.update(self.base_optimizer.defaults)
-        self.eps = eps
+        self.perturb_eps = perturb_eps
         self.check_finite = check_finite
         self._backup: List[Tensor] = []
         self._backup_params: List[Tensor] = []
@@ -175,8 +198,13 @@ class SAMBase(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[..., Tensor] = None, *, model: Optional[nn.Module] = None,
              scaler: Optional['torch.amp.GradScaler'] = None, sample_ids: Optional[Tensor] = None,
-             before_base_step: Optional[Callable[[], None]] = None) -> Tensor:
+             before_base_step: Optional[Callable[[], None]] = None,
+             loss: Optional[Tensor] = None) -> Optional[Tensor]:
         """Run one iteration and return the (detached) mean loss of the first pass.
+
+        Called without a closure after :meth:`first_step`, it finishes that iteration
+        instead (what :meth:`second_step` does), so that step hooks, LR schedulers and
+        frameworks that count ``optimizer.step()`` calls see one step per iteration.
 
         Args:
             closure: Runs the forward pass and returns the loss (scalar, or per sample).
@@ -185,41 +213,46 @@ class SAMBase(torch.optim.Optimizer):
                 frozen during the second pass, and under DDP the first pass of a SAM
                 iteration runs inside ``model.no_sync()``. ``None`` only for models
                 without buffers outside DDP.
-            scaler: A ``torch.amp.GradScaler`` for fp16 training. Each pass is unscaled
-                before its norm; a non-finite value in either pass skips the step and
-                leaves the weights unchanged. ``scaler.update()`` is called here.
+            scaler: A ``torch.amp.GradScaler`` for fp16 training (a disabled one counts
+                as none). Each pass is unscaled before its norm; a non-finite value in
+                either pass skips the step and leaves the weights unchanged.
+                ``scaler.update()`` is called here.
             sample_ids: Stable ids of the batch's samples, shape ``[batch]`` (subset
-                optimizers; the others ignore them).
+                optimizers; the others ignore them). Keep them on the CPU.
             before_base_step: Called with the final gradient in ``.grad`` right before
                 the base optimizer steps (e.g. gradient clipping).
+            loss: Only when finishing a two-phase iteration: see :meth:`second_step`.
 
         Raises:
-            TypeError: no closure, or the closure does not return a tensor.
+            TypeError: no closure (outside a two-phase iteration), or the closure does
+                not return a tensor.
             RuntimeError: the closure called ``backward`` or returned a detached loss,
                 or no parameter received a gradient.
             ValueError: a subset optimizer got a loss that is not per sample.
         """
         if closure is None:
-            raise TypeError(f'{type(self).__name__}.step needs a closure that returns the loss; '
-                            'see the README for the calling convention.')
+            if self._pending is not None and self._pending.stage == 'first_step':
+                return self._finish(loss, before_base_step)
+            raise TypeError(f'{type(self).__name__}.step needs a closure that returns the loss '
+                            '(or, in the two-phase form, a first_step() before it); see the README.')
         if self._pending is not None:
             raise RuntimeError(f'{type(self).__name__}.step: an iteration started with begin() '
-                               'has not been finished with second_step().')
+                               'has not been finished with second_step() (or dropped with abort()).')
+        scaler = _enabled(scaler)
         plan = self.begin(sample_ids)
         args = () if plan.index is None else (plan.index,)
         self.zero_grad(set_to_none=True)
         try:
             with self.first_pass(model):
                 loss = self._forward_backward(closure, args, scaler, plan)
-            if self.first_step(scaler=scaler, loss=loss):
+            loss_after = None
+            if self._first_step(scaler, loss):
                 with self.second_pass(model):
                     loss_after = self._forward_backward(closure, args, scaler, plan)
-            else:
-                loss_after = None
         except BaseException:
-            self._abort()
+            self.abort()
             raise
-        self.second_step(loss=loss_after, before_base_step=before_base_step)
+        self._finish(loss_after, before_base_step)
         return loss.mean()
 
     def _forward_backward(self, closure, args, scaler, plan: Iteration) -> Tensor:
@@ -306,20 +339,39 @@ class SAMBase(torch.optim.Optimizer):
         """After the first backward: perturb w on SAM iterations; say whether a 2nd pass is wanted.
 
         Args:
-            scaler: The ``GradScaler`` the backward was scaled with (fp16), or ``None``.
-                The same scaler must scale the second backward; ``second_step`` calls
-                ``scaler.update()`` (do not call ``scaler.step``/``update`` yourself).
-            loss: Per-sample losses of the first pass, shape ``[k]`` (AUSAM needs them
-                for DLP; ignored by the others).
+            scaler: The ``GradScaler`` the backward was scaled with (fp16), or ``None`` (a
+                disabled one counts as none). The same scaler must scale the second
+                backward; :meth:`second_step` calls ``scaler.update()`` (do not call
+                ``scaler.step``/``update`` yourself).
+            loss: Losses of the first pass: per sample, shape ``[k]``, for AUSAM (DLP);
+                optional for the others (checked for finiteness with ``check_finite``).
 
         Returns:
             ``True`` if the caller must run a second forward/backward on the same rows
             (inside :meth:`second_pass`), ``False`` if the iteration has one pass only.
-            Either way, finish with :meth:`second_step`.
+            Either way, finish with :meth:`second_step` (or :meth:`abort`).
+
+        Raises:
+            FloatingPointError: ``check_finite`` and a non-finite ``loss`` (w unchanged).
+            RuntimeError: called twice, or no parameter received a gradient.
         """
         pending = self._current('first_step')
         if pending.stage != 'begun':
-            raise RuntimeError(f'{type(self).__name__}.first_step called twice; call second_step().')
+            raise RuntimeError(f'{type(self).__name__}.first_step called twice; call second_step() '
+                               '(or abort()).')
+        scaler = _enabled(scaler)
+        try:
+            if self.check_finite and scaler is None and loss is not None \
+                    and not torch.isfinite(pending.plan.objective(loss)):
+                raise FloatingPointError(f'{type(self).__name__}: the loss is not finite. Lower the '
+                                         'learning rate or rho, or use a GradScaler to skip such steps.')
+            return self._first_step(scaler, loss)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _first_step(self, scaler, loss: Optional[Tensor]) -> bool:
+        pending = self._pending
         plan = pending.plan
         if self.uses_sample_ids and plan.sam:
             if loss is None:
@@ -337,10 +389,11 @@ class SAMBase(torch.optim.Optimizer):
             pending.groups = groups
         return plan.sam
 
-    @torch.no_grad()
     def second_step(self, loss: Optional[Tensor] = None,
                     before_base_step: Optional[Callable[[], None]] = None) -> None:
         """Finish the iteration: restore w, apply the final gradient with the base optimizer.
+
+        Goes through :meth:`step` (without a closure), so step hooks and LR schedulers see it.
 
         Args:
             loss: Per-sample losses of the second pass, shape ``[k]`` (AUSAM, SAM
@@ -351,10 +404,16 @@ class SAMBase(torch.optim.Optimizer):
         pending = self._pending
         if pending is None or pending.stage != 'first_step':
             raise RuntimeError(f'{type(self).__name__}.second_step needs first_step() first.')
+        self.step(loss=loss, before_base_step=before_base_step)
+
+    @torch.no_grad()
+    def _finish(self, loss: Optional[Tensor], before_base_step: Optional[Callable[[], None]]) -> None:
+        pending = self._pending
         plan, scaler, found_inf = pending.plan, pending.scaler, pending.found_inf
         try:
             if plan.sam:
                 torch._foreach_copy_(self._backup_params, self._backup)
+                pending.perturbed = False
                 if self.uses_sample_ids:
                     if loss is None:
                         raise ValueError(f'{type(self).__name__}.second_step needs loss=<per-sample '
@@ -383,10 +442,15 @@ class SAMBase(torch.optim.Optimizer):
         self._end_iteration(plan)
 
     @torch.no_grad()
-    def _abort(self) -> None:
-        """Drop an unfinished iteration, restoring w if it was perturbed."""
+    def abort(self) -> None:
+        """Drop the iteration in progress (e.g. a batch that failed in its second pass).
+
+        Restores w if :meth:`first_step` perturbed it; the optimizer state and schedules
+        are as before the iteration, except that the schedule's draw for it is used. The
+        gradients are left as they are (call ``zero_grad()``). A no-op without one.
+        """
         pending, self._pending = self._pending, None
-        if pending is not None and pending.stage == 'first_step' and pending.plan.sam:
+        if pending is not None and pending.perturbed:
             torch._foreach_copy_(self._backup_params, self._backup)
 
     # ---------------------------------------------------------- subclass hooks
@@ -432,14 +496,14 @@ class SAMBase(torch.optim.Optimizer):
 
     # ------------------------------------------------------------- perturbation
     def _perturbation_norm(self, groups: List[GradGroup]) -> Tensor:
-        """||g|| (SAM) or ||T g|| with T = |w| (ASAM), over all tensors, in float32."""
-        norms = []
+        """||g|| (SAM) or ||T g|| with T = |w| (ASAM), over all tensors."""
+        tensors = []
         for g in groups:
             grads = g.grads
             if g.group['adaptive']:
                 grads = torch._foreach_mul(torch._foreach_abs(g.params), g.grads)
-            norms.extend(torch._foreach_norm(grads, 2, dtype=torch.float32))
-        return torch.linalg.vector_norm(torch.stack(norms))
+            tensors.extend(grads)
+        return global_norm(tensors)
 
     def _perturb(self, groups: List[GradGroup]) -> None:
         """w <- w + e, e = rho g / (||g|| + eps) or rho T^2 g / (||T g|| + eps).
@@ -454,7 +518,8 @@ class SAMBase(torch.optim.Optimizer):
                 b.shape != p.shape or b.dtype != p.dtype for b, p in zip(self._backup, params)):
             self._backup = [torch.empty_like(p) for p in params]
         torch._foreach_copy_(self._backup, params)
-        inv_norm = (norm + self.eps).reciprocal()
+        self._pending.perturbed = True
+        inv_norm = (norm + self.perturb_eps).reciprocal()
         for g in groups:
             if g.group['adaptive']:
                 abs_w = torch._foreach_abs(g.params)

@@ -14,12 +14,12 @@ import torch
 from torch import Tensor
 
 from ._distributed import all_reduce_mean_
-from .base import GradGroup, Iteration, SAMBase
+from .base import GradGroup, Iteration, SAMBase, global_norm
 from .param_pairing import pair_by_param, same_params
 
 
 def _sq_norm(tensors: List[Tensor]) -> Tensor:
-    return torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float32)).square().sum()
+    return global_norm(tensors).square()
 
 
 class LookSAM(SAMBase):
@@ -66,7 +66,7 @@ class LookSAM(SAMBase):
         g_sq, gs_sq = _sq_norm(g), _sq_norm(g_s)
         # <g, g_s> = (||g + g_s||^2 - ||g||^2 - ||g_s||^2) / 2, with foreach norms only.
         dot = (_sq_norm(torch._foreach_add(g, g_s)) - g_sq - gs_sq) / 2
-        torch._foreach_mul_(g, -dot / (g_sq + self.eps))
+        torch._foreach_mul_(g, -dot / (g_sq + self.perturb_eps))
         torch._foreach_add_(g, g_s)             # g_v = g_s - <g, g_s>/||g||^2 g
         all_reduce_mean_(g)
         self._gv_norm = _sq_norm(g).sqrt()
@@ -78,7 +78,7 @@ class LookSAM(SAMBase):
         if self._gv_norm is None:
             return
         grads = [t for g in groups for t in g.grads]
-        scale = self.alpha * _sq_norm(grads).sqrt() / (self._gv_norm + self.eps)
+        scale = self.alpha * _sq_norm(grads).sqrt() / (self._gv_norm + self.perturb_eps)
         # ||g|| over the whole current gradient, ||g_v|| over the stored g_v; added where
         # a parameter has both.
         _, grads, gv = pair_by_param([p for g in groups for p in g.params], grads,

@@ -16,8 +16,9 @@ OPTIMIZERS = {cls.__name__: cls for cls in (SAM, AUSAM, VSAM, LookSAM, UniformSu
 def sam_optimizer_class(name: str) -> type:
     """``OPTIMIZERS[name]``; an unknown name raises ``KeyError`` naming the closest one."""
     if name not in OPTIMIZERS:
-        raise KeyError(f'Unknown SAM-family optimizer {name!r}{did_you_mean(name, OPTIMIZERS)}; '
-                       f'choose one of {sorted(OPTIMIZERS)}.')
+        hint = (" (ASAM is SAM with adaptive=True)" if name.upper() == 'ASAM'
+                else did_you_mean(name, OPTIMIZERS))
+        raise KeyError(f'Unknown SAM-family optimizer {name!r}{hint}; choose one of {sorted(OPTIMIZERS)}.')
     return OPTIMIZERS[name]
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ._distributed import all_reduce_mean_, broadcast_from_rank0
-from .base import GradGroup, Iteration, SAMBase
+from .base import GradGroup, Iteration, SAMBase, global_norm
 from .param_pairing import pair_by_param, same_params
 from .schedule_rng import SharedRandom
 
@@ -156,7 +156,7 @@ class VSAM(SAMBase):
     # ---------------------------------------------------------- SAM iteration
     def _stat_norm(self, tensors: List[Tensor]) -> Tensor:
         last = tensors if self.stat_tensors is None else tensors[-self.stat_tensors:]
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(last, 2, dtype=torch.float32)))
+        return global_norm(last)
 
     def _before_perturb(self, groups: List[GradGroup]) -> None:
         params = [p for g in groups for p in g.params]

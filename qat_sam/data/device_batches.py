@@ -69,9 +69,17 @@ class DeviceBatches:
                  pad: int = 4, seed: int = 0, channels_last: bool = False):
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
+        if pad < 0:
+            raise ValueError(f'pad must be >= 0 (pixels of padding before the random crop), got {pad}.')
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f'images must be uint8 [N, H, W, C], got {images.dtype} {tuple(images.shape)}.')
+        if not len(mean) == len(std) == images.shape[-1]:
+            raise ValueError(f'{images.shape[-1]}-channel images need as many mean/std values, got '
+                             f'{len(mean)} and {len(std)}.')
+        labels = torch.as_tensor(labels)
+        if labels.is_floating_point():
+            raise ValueError(f'labels must be integers (class indices), got {labels.dtype}.')
         self.device = torch.device(device)
         self.images = images.permute(0, 3, 1, 2).contiguous().to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)

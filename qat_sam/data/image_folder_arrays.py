@@ -43,6 +43,11 @@ class ImageArrays:
     classes: List[str]
 
 
+def _is_image(name: str) -> bool:
+    """An image file name (macOS's ``._*`` resource forks are not)."""
+    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith('._')
+
+
 def _decode(data: bytes, where: str, size) -> np.ndarray:
     from PIL import Image
     try:
@@ -64,7 +69,7 @@ def _folder_members(root: Path, split: str) -> List[Tuple[str, str, bytes]]:
     members = []
     for cls in sorted(p.name for p in split_dir.iterdir() if p.is_dir()):
         for name in sorted(os.listdir(split_dir / cls)):
-            if name.lower().endswith(IMAGE_SUFFIXES):
+            if _is_image(name):
                 path = split_dir / cls / name
                 members.append((cls, str(path), path.read_bytes()))
     return members
@@ -77,17 +82,22 @@ def _archive_members(path: Path, splits: Sequence[str]) -> Dict[str, List[Tuple[
     except (tarfile.TarError, OSError) as exc:
         raise ValueError(f'{path} is not a readable tar archive ({exc}); is the download complete?') from exc
     found: Dict[str, Dict[Tuple[str, str], bytes]] = {split: {} for split in splits}
+    tops = set()
     with archive:
         try:
             for member in archive:
                 parts = Path(member.name).parts
-                if not member.isfile() or not member.name.lower().endswith(IMAGE_SUFFIXES):
+                if not member.isfile() or not _is_image(parts[-1]):
                     continue
                 # <split>/<class>/<file>, optionally under one top-level folder
                 if len(parts) in (3, 4) and parts[-3] in found:
+                    tops.add(parts[0] if len(parts) == 4 else '')
                     found[parts[-3]][(parts[-2], parts[-1])] = archive.extractfile(member).read()
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise ValueError(f'{path} is truncated or corrupt ({exc}); download it again.') from exc
+    if len(tops) > 1:
+        raise ValueError(f'{path} holds the splits under several top-level folders {sorted(tops)}; '
+                         'expected train/<class>/... at the top or under one folder.')
     members = {}
     for split, files in found.items():
         if not files:
@@ -98,11 +108,10 @@ def _archive_members(path: Path, splits: Sequence[str]) -> Dict[str, List[Tuple[
     return members
 
 
-def _to_arrays(members, where: str, image_size) -> ImageArrays:
+def _to_arrays(members, where: str, image_size, classes: List[str]) -> ImageArrays:
     images = [_decode(data, name, image_size) for _, name, data in members]
     if not images:
         raise FileNotFoundError(f'no images found in {where}.')
-    classes = sorted({cls for cls, _, _ in members})
     label_of = {c: i for i, c in enumerate(classes)}
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
@@ -122,7 +131,8 @@ def read_image_folder(source, splits: Sequence[str] = ('train', 'test'),
             (all images of a split must still share one size).
 
     Returns:
-        ``{split: ImageArrays}``, ``images`` of shape ``[N, H, W, 3]``.
+        ``{split: ImageArrays}``, ``images`` of shape ``[N, H, W, 3]``; the class list (and so
+        the labels) is shared by all splits: the sorted union of their class folders.
 
     Raises:
         FileNotFoundError: the source or a split is missing.
@@ -131,8 +141,12 @@ def read_image_folder(source, splits: Sequence[str] = ('train', 'test'),
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f'{source} does not exist; pass the CIFAR folder or archive.')
+    empty_classes = set()
     if source.is_dir():
         members = {split: _folder_members(source, split) for split in splits}
+        empty_classes = {p.name for split in splits for p in (source / split).iterdir() if p.is_dir()}
     else:
         members = _archive_members(source, splits)
-    return {split: _to_arrays(members[split], f'{source}/{split}', image_size) for split in splits}
+    # One class list for all splits (a class missing from one split keeps its label).
+    classes = sorted({cls for split in splits for cls, _, _ in members[split]} | empty_classes)
+    return {split: _to_arrays(members[split], f'{source}/{split}', image_size, classes) for split in splits}

@@ -194,18 +194,18 @@ def default_of(cls, name):
 def test_every_documented_parameter_is_accepted_and_junk_is_refused(name):
     cls = OPTIMIZERS[name]
     documented = documented_args(cls)
-    assert {'base_optimizer', 'rho', 'adaptive', 'eps', 'check_finite'} <= documented  # SAMBase's
+    assert {'base_optimizer', 'rho', 'adaptive', 'perturb_eps', 'check_finite', 'base_options'} <= documented  # SAMBase's
     for key in sorted(documented):
         options = dict(required(cls), lr=0.1)
-        options.setdefault(key, default_of(cls, key))
+        options.setdefault(key, True if (name, key) == ('UniformSubsetSAM', 'uniform') else default_of(cls, key))
         build_sam_optimizer(name, params(), **options)
     build_sam_optimizer(name, params(), lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True,
                         dampening=0.0, **required(cls))
     with pytest.raises(UnknownOptionError) as info:
-        build_sam_optimizer(name, params(), lr=0.1, junk_option=1, **required(cls))
+        build_sam_optimizer(name, params(), lr=0.1, qqq=1, **required(cls))
     message = str(info.value)
     assert message.startswith(f'{name} (base optimizer SGD)')
-    assert "'junk_option'" in message and 'did you mean' not in message
+    assert "'qqq'" in message and 'did you mean' not in message
     assert documented | sgd_hyper_parameters() <= set(listed_valid(message))
 
 
@@ -217,3 +217,21 @@ def test_direct_construction_blames_the_sam_class_not_the_base_optimizer(name):
     with pytest.raises(UnknownOptionError, match=rf"^{name} \(base optimizer SGD\): unknown option "
                                                  r"'rh0' \(did you mean 'rho'\?\)"):
         OPTIMIZERS[name](params, 'SGD', rh0=0.1, lr=0.1, **extra)
+
+
+def test_same_named_options_of_the_sam_class_and_the_base_optimizer_stay_apart():
+    """Adam's eps is the base optimizer's (the perturbation's is perturb_eps); a name both use
+    (RMSprop's alpha, AUSAM's alpha) reaches the base optimizer through base_options."""
+    opt = OPTIMIZERS['SAM'](params(), 'AdamW', lr=1e-3, eps=1e-6)
+    assert opt.param_groups[0]['eps'] == 1e-6 and opt.perturb_eps == 1e-12
+    opt = OPTIMIZERS['AUSAM'](params(), 'RMSprop', lr=1e-3, alpha=0.5, num_samples=4,
+                              base_options=dict(alpha=0.9))
+    assert opt.alpha == 0.5 and opt.param_groups[0]['alpha'] == 0.9
+    assert isinstance(opt.base_optimizer, torch.optim.RMSprop) and opt.base_optimizer.defaults['alpha'] == 0.9
+
+
+def test_asam_and_uniform_false_are_explained():
+    with pytest.raises(KeyError, match=r"'ASAM' \(ASAM is SAM with adaptive=True\)"):
+        build_sam_optimizer('ASAM', params(), lr=0.1)
+    with pytest.raises(ValueError, match='uniform=False is AUSAM'):
+        OPTIMIZERS['UniformSubsetSAM'](params(), lr=0.1, num_samples=4, uniform=False)

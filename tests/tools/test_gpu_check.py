@@ -46,7 +46,7 @@ def test_quick_mode_runs_every_part_and_writes_the_summary(tmp_path):
         assert (out / name).stat().st_size > 0
     summary = (out / 'summary.md').read_text()
     assert summary in proc.stdout, 'the summary is printed last'
-    assert '## CIFAR-10' in summary and 'QUICK MODE' in summary
+    assert '## CIFAR (cifar)' in summary and 'QUICK MODE' in summary
 
 
 def test_refuses_cuda_without_a_gpu(tmp_path):

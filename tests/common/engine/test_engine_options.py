@@ -47,8 +47,7 @@ def test_sam_dict_misspelt_key_is_blamed_on_the_sam_class_not_sgd():
     (dict(type='LookSAM', rho=0.05, momentun=0.5), 'momentun', 'momentum'),
 ])
 def test_sam_dict_keys_of_every_origin_are_suggested(sam, bad, good):
-    with pytest.raises(UnknownOptionError, match=rf"^{sam['type']} \(base optimizer SGD\) in optim_wrapper.sam / "
-                                                 rf"optim_wrapper.optimizer: "
+    with pytest.raises(UnknownOptionError, match=rf"^{sam['type']} \(base optimizer SGD\) in optim_wrapper.sam: "
                                                  rf"unknown option '{bad}' \(did you mean '{good}'\?\)"):
         wrapper(sam)
 
@@ -102,3 +101,14 @@ def test_throughput_hook_takes_no_options():
     with pytest.raises(UnknownOptionError, match=r"^ThroughputHook: unknown option 'interval'\. "
                                                  r'ThroughputHook takes no options'):
         HOOKS.build(dict(type='ThroughputHook', interval=10))
+
+
+def test_base_optimizer_keys_stay_with_the_base_optimizer():
+    """RMSprop's alpha is not AUSAM's alpha, Adam's eps is not the perturbation's epsilon."""
+    ausam = wrapper(dict(type='AUSAM', rho=0.1, alpha=0.5), optimizer=dict(type='RMSprop', lr=1e-3, alpha=0.9))
+    assert ausam.optimizer.alpha == 0.5 and ausam.optimizer.param_groups[0]['alpha'] == 0.9
+    sam = wrapper(dict(type='SAM', rho=0.05), optimizer=dict(type='AdamW', lr=1e-3, eps=1e-6))
+    assert sam.optimizer.param_groups[0]['eps'] == 1e-6 and sam.optimizer.perturb_eps == 1e-12
+    with pytest.raises(UnknownOptionError, match=r"^optim_wrapper.optimizer \(SGD\): unknown option 'momentun' "
+                                                 r"\(did you mean 'momentum'\?\)"):
+        wrapper(dict(type='SAM'), optimizer=dict(type='SGD', lr=0.1, momentun=0.9))

@@ -101,9 +101,10 @@ class Reference:
             self.w[k] = self.w[k] - LR * self.momentum[k]
 
 
-def run_with_reference(name, scaler=None, adaptive=False, device='cpu', rtol=1e-5, atol=1e-6):
+def run_with_reference(name, scaler=None, adaptive=False, device='cpu', rtol=1e-5, atol=1e-6,
+                       dtype=torch.float32):
     """Train ``name`` over SCHEDULE on ``device`` and compare every step with the float64 CPU reference."""
-    model = three_heads().to(device)
+    model = three_heads().to(device, dtype)
     kwargs = dict(rho=RHO, lr=LR, momentum=MOMENTUM, weight_decay=WD)
     if name == 'VSAM':
         kwargs.update(warmup_steps=1, fixed_rate=0.5)
@@ -117,7 +118,7 @@ def run_with_reference(name, scaler=None, adaptive=False, device='cpu', rtol=1e-
     ref = Reference(model, name, adaptive=adaptive)
     kinds = set()
     for i, (used1, used2) in enumerate(SCHEDULE):
-        x, t = (v.to(device) for v in data(i))
+        x, t = (v.to(device, dtype) for v in data(i))
         calls = []
 
         def closure(*index):

@@ -127,3 +127,9 @@ def test_overflow_in_a_parameter_only_the_second_pass_reaches_skips_the_step():
     for p, p0 in zip([*a.parameters(), *b.parameters()], before):
         assert torch.equal(p.detach(), p0)
     assert scaler.get_scale() == 512.0
+
+
+@pytest.mark.parametrize('name', sorted(OPTIMIZERS))
+def test_float64_models_match_the_reference_closely(name):
+    """Norms are taken in float64 for float64 parameters (float32 refused them before)."""
+    run_with_reference(name, dtype=torch.float64, rtol=1e-10, atol=1e-12)

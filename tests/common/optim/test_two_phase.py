@@ -105,7 +105,11 @@ def test_ausam_needs_begin_and_both_per_sample_losses():
     F.cross_entropy(model(x[it.index]), y[it.index]).backward()
     with pytest.raises(ValueError, match='per-sample losses'):
         opt.first_step(loss=torch.zeros(()))
+    # a failed first_step drops the iteration: begin again
+    it = opt.begin(sample_ids=torch.arange(12))
+    opt.zero_grad()
     losses = F.cross_entropy(model(x[it.index]), y[it.index], reduction='none')
+    losses.mean().backward()
     assert opt.first_step(loss=losses.detach()) is True
 
 
@@ -153,3 +157,84 @@ def test_first_pass_is_a_no_op_outside_ddp():
     model = tiny_mlp()
     opt = SAM(model.parameters(), 'SGD', rho=0.1, lr=0.1)
     assert isinstance(opt.first_pass(model), nullcontext)
+
+
+def test_a_disabled_grad_scaler_is_no_scaler():
+    """GradScaler(enabled=use_amp) with use_amp False: same result as scaler=None."""
+    a, b = tiny_mlp(), tiny_mlp()
+    opt_a = SAM(a.parameters(), 'SGD', rho=0.1, lr=0.1)
+    opt_b = SAM(b.parameters(), 'SGD', rho=0.1, lr=0.1)
+    off = torch.amp.GradScaler('cpu', enabled=False)
+    for i in range(3):
+        x, y = batch(seed=i)
+        opt_a.step(lambda: F.cross_entropy(a(x), y), model=a, scaler=off)
+        opt_b.step(lambda: F.cross_entropy(b(x), y), model=b)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_abort_drops_a_failed_iteration_and_the_next_one_runs():
+    model, twin = tiny_mlp(), tiny_mlp()
+    opt = SAM(model.parameters(), 'SGD', rho=0.5, lr=0.1)
+    ref = SAM(twin.parameters(), 'SGD', rho=0.5, lr=0.1)
+    x, y = batch()
+    F.cross_entropy(model(x), y).backward()
+    assert opt.first_step()
+    opt.abort()   # e.g. the second forward ran out of memory
+    opt.zero_grad()
+    two_phase_step(opt, model, x, y, None)   # the next batch trains normally
+    ref.step(lambda: F.cross_entropy(twin(x), y), model=twin)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)
+    opt.abort()  # nothing in progress: a no-op
+
+
+def test_a_failing_first_step_never_restores_a_stale_backup():
+    """Before: a first_step that failed (here: a float64 norm, or a disabled scaler) rolled w back
+    to the previous iteration's backup."""
+    model = tiny_mlp()
+    opt = SAM(model.parameters(), 'SGD', rho=0.5, lr=0.5)
+    x, y = batch()
+    opt.step(lambda: F.cross_entropy(model(x), y), model=model)
+    after_first = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    with pytest.raises(RuntimeError, match='no parameter received a gradient'):
+        opt.first_step()   # no backward was run
+    F.cross_entropy(model(x), y).backward()
+
+    def fails(groups):
+        raise MemoryError('out of memory while building the perturbation')
+    opt._before_perturb = fails   # a failure after the gradients were unscaled
+    with pytest.raises(MemoryError):
+        opt.first_step()
+    for p, q in zip(model.parameters(), after_first):
+        assert torch.equal(p, q)
+
+
+def test_two_phase_goes_through_step_for_hooks_and_lr_schedulers():
+    import warnings
+    model = tiny_mlp()
+    opt = SAM(model.parameters(), 'SGD', rho=0.1, lr=0.1)
+    calls = []
+    opt.register_step_post_hook(lambda *args: calls.append(None))
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    x, y = batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # "lr_scheduler.step() before optimizer.step()" would raise
+        for _ in range(2):
+            two_phase_step(opt, model, x, y, None)
+            scheduler.step()
+    assert len(calls) == 2 and opt.param_groups[0]['lr'] == pytest.approx(0.025)
+
+
+def test_check_finite_applies_to_the_two_phase_loss():
+    model = tiny_mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = SAM(model.parameters(), 'SGD', rho=0.1, lr=0.1, check_finite=True)
+    x, y = batch()
+    loss = F.cross_entropy(model(x), y) * float('nan')
+    loss.backward()
+    with pytest.raises(FloatingPointError, match='not finite'):
+        opt.first_step(loss=loss.detach())
+    for p, q in zip(model.parameters(), before):
+        assert torch.equal(p, q)

@@ -51,3 +51,15 @@ def test_test_batches_are_in_order_and_only_normalised():
     mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
     torch.testing.assert_close(x, (images.permute(0, 3, 1, 2).double() - mean) / std, check_dtype=False)
+
+
+def test_bad_inputs_get_clear_errors():
+    import pytest
+    images = torch.zeros(4, 32, 32, 1, dtype=torch.uint8)
+    with pytest.raises(ValueError, match='1-channel images need as many mean/std values, got 3 and 3'):
+        DeviceBatches(images, torch.zeros(4, dtype=torch.long), 2, 'cpu', train=True)
+    rgb = torch.zeros(4, 32, 32, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match='pad must be >= 0'):
+        DeviceBatches(rgb, torch.zeros(4, dtype=torch.long), 2, 'cpu', train=True, pad=-1)
+    with pytest.raises(ValueError, match='labels must be integers'):
+        DeviceBatches(rgb, torch.full((4,), 0.7), 2, 'cpu', train=True)

@@ -87,3 +87,27 @@ def test_the_real_cifar10_tarball():
     assert np.bincount(data['test'].labels).tolist() == [1000] * 10
     # Natural images, not noise: CIFAR-10's mean intensity is about 121 of 255.
     assert 110 < data['train'].images.mean() < 130
+
+
+def test_labels_are_shared_across_splits(tmp_path):
+    """A class missing from one split (or an empty class folder) must not shift the labels."""
+    root = tmp_path / 'cifar'
+    rng = np.random.default_rng(1)
+    for split, classes in (('train', ['cat', 'dog', 'eel']), ('test', ['cat', 'eel'])):
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / cls / '0.png')
+    (root / 'test' / 'fox').mkdir()  # empty
+    (root / 'test' / 'eel' / '._0.png').write_bytes(b'macOS resource fork')
+    data = read_image_folder(root)
+    assert data['train'].classes == data['test'].classes == ['cat', 'dog', 'eel', 'fox']
+    assert data['train'].labels.tolist() == [0, 1, 2] and data['test'].labels.tolist() == [0, 2]
+
+
+def test_archives_with_several_top_level_folders_are_refused(tmp_path):
+    write_tree(tmp_path / 'cifar')
+    with tarfile.open(tmp_path / 'two.tar', 'w') as tar:
+        tar.add(tmp_path / 'cifar', arcname='v1')
+        tar.add(tmp_path / 'cifar', arcname='v2')
+    with pytest.raises(ValueError, match=r"several top-level folders \['v1', 'v2'\]"):
+        read_image_folder(tmp_path / 'two.tar')
