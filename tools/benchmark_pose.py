@@ -2,11 +2,11 @@
 """The pose demo with each optimizer at the same epochs: COCO AP against cost.
 
 Trains ``configs/pose/demo/td-hm_res18_[<variant>-]1xb32-12e_posedemo-96x64.py`` (MMPose's
-Adam, SAM, AUSAM, vSAM) through ``tools/train.py`` on the generated data set and writes a
+Adam, SAM, AUSAM, its control UniformSubsetSAM at the same alpha, vSAM) through ``tools/train.py`` on the generated data set and writes a
 markdown table (COCO AP on the val split by MMPose's CocoMetric, training images/s, wall
 time, forward/backward sample-passes per image) and ``results.json``::
 
-    python tools/benchmark_pose.py [--variants adam sam ausam vsam] [--seeds 0 1]
+    python tools/benchmark_pose.py [--variants adam sam ausam uniform vsam] [--seeds 0 1]
                                    [--epochs N] [--out-dir work_dirs/benchmark/pose]
 
 Runs execute one after another; wall times are comparable only on an otherwise idle
@@ -27,7 +27,8 @@ from machine_info import cpu_name  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/pose/demo/td-hm_res18_{}1xb32-12e_posedemo-96x64.py'
-VARIANTS = ('adam', 'sam', 'ausam', 'vsam')
+VARIANTS = ('adam', 'sam', 'ausam', 'uniform', 'vsam')
+LABELS = dict(adam='Adam', sam='SAM', ausam='AUSAM', uniform='UniformSubsetSAM', vsam='vSAM')
 
 
 def run(variant: str, seed: int, out_dir: str, epochs=None) -> dict:
@@ -53,7 +54,7 @@ def table(runs):
         rs = [r for r in runs if r['variant'] == variant]
         aps = [r['ap'] for r in rs]
         spread = f' ± {statistics.stdev(aps):.3f}' if len(aps) > 1 else ''
-        lines.append(f'| {"Adam" if variant == "adam" else variant.upper()} | {statistics.mean(aps):.3f}{spread} '
+        lines.append(f'| {LABELS[variant]} | {statistics.mean(aps):.3f}{spread} '
                      f'| {statistics.mean(r["images_per_s"] for r in rs):.1f} '
                      f'| {statistics.mean(r["wall_s"] for r in rs):.0f} s '
                      f'| {statistics.mean(r["passes_per_image"] for r in rs):.2f} |')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import logging
 import os
 import os.path as osp
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 #: Packages whose import registers models, datasets, metrics and hooks.
 PROJECT_MODULES = ('common.engine', 'qat_sam.registration', 'pose_sam.registration')
@@ -111,6 +113,10 @@ def enable_amp(cfg: Config) -> None:
     if wrapper.get('type') == 'SAMOptimWrapper':
         if wrapper.get('dtype') is None:
             wrapper.dtype = 'float16'
+            if not torch.cuda.is_available():
+                print_log('--amp on a machine without CUDA: fp16 autocast runs on the CPU, several times '
+                          "slower than fp32; optim_wrapper.dtype='bfloat16' is the CPU's mixed precision.",
+                          logger='current', level=logging.WARNING)
     elif wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
         wrapper.type = 'AmpOptimWrapper'
         wrapper.setdefault('loss_scale', 'dynamic')

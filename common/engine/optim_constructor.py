@@ -28,7 +28,8 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 from common.optim import OPTIMIZERS as SAM_OPTIMIZERS
-from common.optim.registry import check_sam_options, sam_optimizer_class
+from common.optim import SAMBase
+from common.optim.registry import sam_optimizer_class
 from common.options import accepted_keywords, check_options
 
 
@@ -47,9 +48,9 @@ class SAMOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     Raises:
         ValueError: ``sam`` or its ``type`` is missing.
         KeyError: an unknown SAM-family name (with the closest one).
+        ValueError: a ``sam`` key that is the base optimizer's (``lr``, ``momentum``...).
         common.options.UnknownOptionError: an ``optimizer`` key the base optimizer does not
-            accept, or a ``sam`` key that neither the SAM-family optimizer nor the base
-            optimizer accepts.
+            accept, or a ``sam`` key the SAM-family optimizer does not accept.
     """
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg=None):
@@ -88,10 +89,15 @@ class SAMOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         check_options(f'optim_wrapper.optimizer ({base.__name__})', optimizer_cfg,
                       accepted_keywords(base, exclude=('self', 'params')) or optimizer_cfg)
         options = dict(self.sam_options)
+        own = accepted_keywords(cls, stop_at=SAMBase, exclude=('self', 'params', 'base_optimizer', 'base_options'))
+        misplaced = sorted(set(options) & set(accepted_keywords(base, exclude=('self', 'params')) or ()) - set(own))
+        if misplaced:
+            raise ValueError(f'optim_wrapper.sam sets {misplaced}: hyper-parameters of the base optimizer '
+                             f'{base.__name__}. Put them in optim_wrapper.optimizer; sam holds the '
+                             f'{cls.__name__} options only.')
+        check_options(cls.__name__, options, own, context=f'(base optimizer {base.__name__}) in optim_wrapper.sam')
         if cls.uses_sample_ids:
             options.setdefault('num_samples', None)  # the SAM train loop sizes the table from the data set
-        check_sam_options(cls, options, base_optimizer=base, extra=('type',),
-                          exclude=('base_optimizer', 'base_options'), context='in optim_wrapper.sam')
         if self.paramwise_cfg:
             params = []
             self.add_params(params, model)

@@ -31,6 +31,9 @@ def use_sam(cfg: Config, sam: dict, dtype: Optional[str] = None, **loop_options)
         ``cfg``.
     """
     wrapper = cfg.optim_wrapper
+    if wrapper.get('type') == 'AmpOptimWrapper':  # keep mixed precision: AmpOptimWrapper's default is fp16
+        dtype = dtype or wrapper.get('dtype') or 'float16'
+        wrapper.pop('dtype', None)
     wrapper.type = 'SAMOptimWrapper'
     wrapper.constructor = 'SAMOptimWrapperConstructor'
     wrapper.sam = dict(sam)

@@ -68,7 +68,8 @@ def sample_ids_of(data: Any, id_key: str) -> Tensor:
         f"AUSAM needs a stable id per sample but the batch has no '{id_key}': put it into each "
         f"data sample's metainfo (MMEngine's BaseDataset sets data_info['{id_key}']; add "
         f"'{id_key}' to the packing transform's meta_keys), or into the batch dict as a tensor, "
-        "or set train_cfg's sample_id_key to the key your data uses.")
+        "or set train_cfg's sample_id_key to the key your data uses. For MMPose models, import "
+        "pose_sam.registration (custom_imports): its adapter supplies annotation-id sample ids.")
 
 
 def per_sample_total(losses: Dict[str, Any], rows: int) -> Tensor:

@@ -95,7 +95,7 @@ class AUSAM(SAMBase):
         """Allocate the table for a training set of ``num_samples`` (ids in [0, num_samples)).
 
         ``num_samples=None`` at construction defers this to a caller that learns the data
-        set size later (the MMEngine hook does).
+        set size later (the MMEngine SAM train loop does).
         """
         if not (isinstance(num_samples, int) and num_samples > 0):
             raise ValueError(f'num_samples must be a positive int (the training-set size), got {num_samples!r}.')

@@ -6,7 +6,6 @@ If vSAM does not beat this at the same SAM share, its variation estimate buys no
 """
 from typing import Optional
 
-import torch
 
 from .base import Iteration, SAMBase
 from .schedule_rng import SharedRandom

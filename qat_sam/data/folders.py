@@ -1,4 +1,4 @@
-"""Real data sets read from disk: CIFAR-10/100 (torchvision's format) and ImageFolder trees."""
+"""Real data sets read from disk: CIFAR-10/100 (any form, decoded once) and ImageFolder trees."""
 import os.path as osp
 
 import torch
@@ -9,16 +9,8 @@ from torchvision.transforms import v2 as T
 
 from common.options import checked_options
 
+from .cifar_arrays import load_cifar
 from .sample import pack_sample, symmetric_noise
-
-
-def _train_transform(size: int, crop_padding: int):
-    return T.Compose([T.ToImage(), T.RandomCrop(size, padding=crop_padding), T.RandomHorizontalFlip(),
-                      T.ToDtype(torch.float32, scale=True)])
-
-
-def _test_transform():
-    return T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True)])
 
 
 class _Labelled(Dataset):
@@ -41,30 +33,45 @@ class _Labelled(Dataset):
 
 @DATASETS.register_module()
 @checked_options
-class CIFARDataset(_Labelled):
-    """CIFAR-10/100 from ``data_root`` in torchvision's format (``cifar-10-batches-py``).
+class CIFARDataset(Dataset):
+    """CIFAR-10/100, decoded once and kept in memory as uint8, with CIFAR's augmentation.
+
+    ``data_root`` may hold the data in any form of :func:`qat_sam.data.cifar_arrays.load_cifar`:
+    ``cifar{10,100}_{train,test}.npz`` (``tools/prepare_cifar.py``), torchvision's python
+    pickles, the image-folder form (``train/<class>/*.jpg``, ``test/<class>/*.jpg``), or be a
+    tarball of that form. Images are decoded once when the data set is built (60,000 CIFAR
+    images are 184 MB); workers only crop and flip uint8 tensors.
 
     Args:
-        data_root: Folder holding ``cifar-10-batches-py`` or ``cifar-100-python``.
+        data_root: Where the data is (see above).
         num_classes: 10 or 100.
-        split: ``'train'`` (random crop with 4-pixel padding + flip) or ``'test'``.
-        noise_rate: Symmetric label noise on the training labels.
+        split: ``'train'`` (4-pixel zero padding, random 32x32 crop, horizontal flip) or
+            ``'test'`` (no resize, no crop).
+        noise_rate: Symmetric label noise on the training labels (the sample ids and the
+            clean labels stay as they are; ``clean_labels`` keeps them).
+        seed: Seed of the label noise.
     """
 
     def __init__(self, data_root: str = 'data/cifar', num_classes: int = 10, split: str = 'train',
                  noise_rate: float = 0.0, seed: int = 0):
-        cls = {10: tv_datasets.CIFAR10, 100: tv_datasets.CIFAR100}.get(num_classes)
-        if cls is None:
-            raise ValueError(f'num_classes must be 10 or 100, got {num_classes}.')
-        folder = 'cifar-10-batches-py' if num_classes == 10 else 'cifar-100-python'
-        if not osp.isdir(osp.join(data_root, folder)):
-            raise FileNotFoundError(
-                f'{osp.join(data_root, folder)} not found. Download CIFAR-{num_classes} (python version) '
-                'and unpack it there, or set data_root; nothing is downloaded automatically.')
+        arrays = load_cifar(data_root, num_classes, split)
+        self.images = torch.from_numpy(arrays.images).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
+        self.clean_labels = torch.from_numpy(arrays.labels)
         train = split == 'train'
-        super().__init__(cls(data_root, train=train, download=False),
-                         _train_transform(32, 4) if train else _test_transform(), num_classes,
-                         noise_rate if train else 0.0, seed)
+        self.labels = (symmetric_noise(self.clean_labels, noise_rate, num_classes, seed)
+                       if train and noise_rate else self.clean_labels)
+        self.transform = (T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]) if train
+                          else None)
+        self.metainfo = dict(classes=tuple(arrays.classes))
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return pack_sample(image.float().div_(255), int(self.labels[index]), index)
 
 
 @DATASETS.register_module()

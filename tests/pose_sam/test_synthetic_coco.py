@@ -1,5 +1,4 @@
 """The synthetic COCO person-keypoints generator: format, determinism, MMPose loading, CocoMetric."""
-import json
 import os.path as osp
 
 import numpy as np

@@ -2,6 +2,7 @@
 #   python tools/make_pose_demo_data.py      (writes data/pose_demo, COCO person keypoints)
 #   python tools/train.py configs/pose/demo/td-hm_res18_1xb32-12e_posedemo-96x64.py
 # On a 2-core machine that is busy with other work, OMP_NUM_THREADS=1 is several times faster.
+# num_workers=0 needs persistent_workers=False too (MMPose's base sets it True).
 # Only what differs from MMPose's COCO recipe is set here.
 _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py']
 custom_imports = dict(imports=['pose_sam.registration'], allow_failed_imports=False)

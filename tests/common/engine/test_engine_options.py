@@ -36,15 +36,16 @@ def test_sam_dict_misspelt_key_is_blamed_on_the_sam_class_not_sgd():
     assert "'alfa' (did you mean 'alpha'?)" in message
     valid = listed_valid(message)
     assert valid == sorted(valid)
-    # AUSAM's own options, SAMBase's, the base optimizer's, and 'type'
-    assert {'alpha', 'num_samples', 'rho', 'adaptive', 'momentum', 'lr', 'type'} <= set(valid)
+    # AUSAM's own options and SAMBase's; the base optimizer's belong to optim_wrapper.optimizer
+    assert {'alpha', 'num_samples', 'rho', 'adaptive', 'perturb_eps'} <= set(valid)
+    assert not {'lr', 'momentum'} & set(valid)
     assert 'base_optimizer' not in valid  # the base optimizer is optim_wrapper.optimizer
 
 
 @pytest.mark.parametrize('sam,bad,good', [
     (dict(type='SAM', rh0=0.05), 'rh0', 'rho'),
     (dict(type='VSAM', rho=0.05, windw=20), 'windw', 'window'),
-    (dict(type='LookSAM', rho=0.05, momentun=0.5), 'momentun', 'momentum'),
+    (dict(type='LookSAM', rho=0.05, alhpa=0.5), 'alhpa', 'alpha'),
 ])
 def test_sam_dict_keys_of_every_origin_are_suggested(sam, bad, good):
     with pytest.raises(UnknownOptionError, match=rf"^{sam['type']} \(base optimizer SGD\) in optim_wrapper.sam: "
@@ -112,3 +113,26 @@ def test_base_optimizer_keys_stay_with_the_base_optimizer():
     with pytest.raises(UnknownOptionError, match=r"^optim_wrapper.optimizer \(SGD\): unknown option 'momentun' "
                                                  r"\(did you mean 'momentum'\?\)"):
         wrapper(dict(type='SAM'), optimizer=dict(type='SGD', lr=0.1, momentun=0.9))
+
+
+def test_base_optimizer_keys_in_sam_are_refused_not_silently_dropped():
+    """Before: sam=dict(lr=0.5) was accepted and the base optimizer kept optimizer.lr."""
+    with pytest.raises(ValueError, match=r"optim_wrapper.sam sets \['lr', 'momentum'\]: hyper-parameters of the "
+                                         r"base optimizer SGD. Put them in optim_wrapper.optimizer"):
+        wrapper(dict(type='SAM', rho=0.05, lr=0.5, momentum=0.5))
+
+
+def test_use_sam_keeps_the_config_s_shape_and_its_mixed_precision():
+    from mmengine.config import Config
+    from common.engine import use_sam
+    cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                                         optimizer=dict(type='SGD', lr=0.1)),
+                      train_cfg=dict(by_epoch=True, max_epochs=3)))
+    use_sam(cfg, dict(type='VSAM', rho=0.05), warmup_epochs=1)
+    assert cfg.optim_wrapper.type == 'SAMOptimWrapper' and cfg.optim_wrapper.dtype == 'float16'
+    assert cfg.optim_wrapper.constructor == 'SAMOptimWrapperConstructor'
+    assert cfg.optim_wrapper.optimizer == dict(type='SGD', lr=0.1)
+    assert cfg.train_cfg == dict(type='SAMEpochBasedTrainLoop', max_epochs=3, warmup_epochs=1)
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+                      train_cfg=dict(type='IterBasedTrainLoop', max_iters=10)))
+    assert use_sam(cfg, dict(type='SAM')).train_cfg.type == 'SAMIterBasedTrainLoop'

@@ -1,5 +1,4 @@
 """SAMOptimWrapper, its constructor and the SAM train loops in a real MMEngine Runner."""
-import copy
 
 import pytest
 import torch

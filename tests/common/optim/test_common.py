@@ -1,5 +1,4 @@
 """Properties every optimizer of the registry must have (a new optimizer is tested by registering it)."""
-import copy
 
 import pytest
 import torch

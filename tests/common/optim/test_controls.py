@@ -1,6 +1,5 @@
 """The comparison controls: LookSAM and random-schedule SAM."""
 import pytest
-import torch
 import torch.nn.functional as F
 
 from common.optim import LookSAM, RandomScheduleSAM

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.optim import AUSAM, OPTIMIZERS
+from common.optim import OPTIMIZERS
 from participation_reference import run_with_reference
 from registry_helpers import build
 

@@ -1,4 +1,5 @@
-# CIFAR-10 from data/cifar (torchvision's python format; nothing is downloaded).
+# CIFAR-10 from data/cifar: tools/prepare_cifar.py's arrays, torchvision's python format or the
+# image-folder form (train/<class>/*.jpg), decoded once into memory; nothing is downloaded.
 train_dataloader = dict(
     batch_size=128, num_workers=4, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True), collate_fn=dict(type='default_collate'),
