@@ -64,6 +64,11 @@ class _SAMLoop:
         self.sam_flags = deque(maxlen=share_window)
         self.sample_ids_fn = None
 
+    def run(self):
+        """MMEngine's ``run``, after preparing the optimizer and model (see the module docstring)."""
+        self._prepare_sam()
+        return super().run()
+
     def _prepare_sam(self) -> None:
         wrapper = self.runner.optim_wrapper
         if not isinstance(wrapper, SAMOptimWrapper):
@@ -114,10 +119,6 @@ class SAMEpochBasedTrainLoop(_SAMLoop, EpochBasedTrainLoop):
         super().__init__(runner, dataloader, max_epochs, val_begin, val_interval, dynamic_intervals)
         self._init_sam(warmup_epochs, sample_id_key, stats_interval, share_window)
 
-    def run(self):
-        self._prepare_sam()
-        return super().run()
-
     def run_iter(self, idx, data_batch) -> None:
         self.runner.call_hook('before_train_iter', batch_idx=idx, data_batch=data_batch)
         outputs = self._sam_iteration(data_batch)
@@ -140,10 +141,6 @@ class SAMIterBasedTrainLoop(_SAMLoop, IterBasedTrainLoop):
                  stats_interval: int = 50, share_window: int = 50):
         super().__init__(runner, dataloader, max_iters, val_begin, val_interval, dynamic_intervals)
         self._init_sam(warmup_epochs, sample_id_key, stats_interval, share_window)
-
-    def run(self):
-        self._prepare_sam()
-        return super().run()
 
     def run_iter(self, data_batch) -> None:
         self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)

@@ -119,6 +119,16 @@ def resolve_base_optimizer(base_optimizer) -> type:
                     f'got {base_optimizer!r}.')
 
 
+def flat_params(groups: List[GradGroup]) -> List[Tensor]:
+    """The parameters of ``groups``, in order."""
+    return [p for g in groups for p in g.params]
+
+
+def flat_grads(groups: List[GradGroup]) -> List[Tensor]:
+    """The gradients of ``groups``, in the order of :func:`flat_params`."""
+    return [t for g in groups for t in g.grads]
+
+
 def global_norm(tensors: List[Tensor]) -> Tensor:
     """One L2 norm over all ``tensors`` (0-dim), in float32, or float64 if any tensor is float64."""
     dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
@@ -260,10 +270,8 @@ class SAMBase(torch.optim.Optimizer):
             loss = closure(*args)
             self._check_loss(loss, plan)
             objective = plan.objective(loss)
-            if self.check_finite and scaler is None and not torch.isfinite(objective):
-                raise FloatingPointError(
-                    f'{type(self).__name__}: the loss is not finite ({objective.item()}). Lower the '
-                    'learning rate or rho, or use a GradScaler to skip such steps.')
+            if self.check_finite and scaler is None:
+                self._check_finite(objective)
             (scaler.scale(objective) if scaler is not None else objective).backward()
         return loss.detach()
 
@@ -281,6 +289,12 @@ class SAMBase(torch.optim.Optimizer):
             raise RuntimeError(f'{name}: the loss returned by the closure has no gradient '
                                '(computed under torch.no_grad() or detached?).')
         self._check_per_sample(loss, plan)
+
+    def _check_finite(self, objective: Tensor) -> None:
+        if not torch.isfinite(objective):
+            raise FloatingPointError(
+                f'{type(self).__name__}: the loss is not finite ({objective.item()}). Lower the '
+                'learning rate or rho, or use a GradScaler to skip such steps.')
 
     def _check_per_sample(self, loss: Tensor, plan: Iteration) -> None:
         if plan.index is not None and loss.shape != plan.index.shape:
@@ -361,10 +375,8 @@ class SAMBase(torch.optim.Optimizer):
                                '(or abort()).')
         scaler = _enabled(scaler)
         try:
-            if self.check_finite and scaler is None and loss is not None \
-                    and not torch.isfinite(pending.plan.objective(loss)):
-                raise FloatingPointError(f'{type(self).__name__}: the loss is not finite. Lower the '
-                                         'learning rate or rho, or use a GradScaler to skip such steps.')
+            if self.check_finite and scaler is None and loss is not None:
+                self._check_finite(pending.plan.objective(loss))
             return self._first_step(scaler, loss)
         except BaseException:
             self.abort()
@@ -512,7 +524,7 @@ class SAMBase(torch.optim.Optimizer):
         (``None``) so that the second backward reports exactly the parameters it reaches.
         """
         norm = self._perturbation_norm(groups)
-        params = [p for g in groups for p in g.params]
+        params = flat_params(groups)
         self._backup_params = params
         if len(self._backup) != len(params) or any(
                 b.shape != p.shape or b.dtype != p.dtype for b, p in zip(self._backup, params)):
@@ -536,7 +548,7 @@ class SAMBase(torch.optim.Optimizer):
         """Unscale this pass's gradients in place; accumulate the non-finite flag."""
         if scaler is None:
             return None
-        grads = [t for g in groups for t in g.grads]
+        grads = flat_grads(groups)
         if found_inf is None:
             found_inf = torch.zeros(1, device=grads[0].device)
         inv_scale = scaler._scale.double().reciprocal().float().to(grads[0].device)

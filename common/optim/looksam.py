@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from ._distributed import all_reduce_mean_
-from .base import GradGroup, Iteration, SAMBase, global_norm
-from .param_pairing import pair_by_param, same_params
+from .base import GradGroup, Iteration, SAMBase, flat_grads, flat_params, global_norm
+from .param_pairing import ParamBuffers
 
 
 def _sq_norm(tensors: List[Tensor]) -> Tensor:
@@ -40,26 +40,19 @@ class LookSAM(SAMBase):
         super().__init__(params, base_optimizer, rho=rho, **kwargs)
         self.k, self.alpha = k, alpha
         self.iteration = 0
-        self._gv: List[Tensor] = []
-        self._gv_params: List[Tensor] = []
+        self._gv = ParamBuffers()
         self._gv_norm: Tensor = None
 
     def _plan(self, sample_ids) -> Iteration:
         return Iteration(sam=self.iteration % self.k == 0)
 
     def _before_perturb(self, groups: List[GradGroup]) -> None:
-        params = [p for g in groups for p in g.params]
-        if not same_params(self._gv_params, params):
-            self._gv = [torch.empty_like(t) for g in groups for t in g.grads]
-            self._gv_params = params
-        torch._foreach_copy_(self._gv, [t for g in groups for t in g.grads])  # holds g until g_s arrives
+        self._gv.hold(flat_params(groups), flat_grads(groups))  # holds g until g_s arrives
 
     def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss, loss_after) -> None:
         # g_v is kept for the parameters with a gradient in both passes.
-        self._gv_params, g, g_s = pair_by_param(self._gv_params, self._gv,
-                                                [p for grp in groups for p in grp.params],
-                                                [t for grp in groups for t in grp.grads])
-        self._gv = g
+        g_s = self._gv.keep_common(flat_params(groups), flat_grads(groups))
+        g = self._gv.tensors
         if not g:  # no parameter had a gradient in both passes: nothing to reuse
             self._gv_norm = None
             return
@@ -77,12 +70,11 @@ class LookSAM(SAMBase):
     def _non_sam_step(self, groups: List[GradGroup]) -> None:
         if self._gv_norm is None:
             return
-        grads = [t for g in groups for t in g.grads]
+        grads = flat_grads(groups)
         scale = self.alpha * _sq_norm(grads).sqrt() / (self._gv_norm + self.perturb_eps)
         # ||g|| over the whole current gradient, ||g_v|| over the stored g_v; added where
         # a parameter has both.
-        _, grads, gv = pair_by_param([p for g in groups for p in g.params], grads,
-                                     self._gv_params, self._gv)
+        grads, gv = self._gv.matching(flat_params(groups), grads)
         if grads:
             torch._foreach_add_(grads, torch._foreach_mul(gv, scale))
 
@@ -92,7 +84,7 @@ class LookSAM(SAMBase):
     def _extra_state(self) -> dict:
         index = self._param_index()
         return dict(iteration=self.iteration, gv_norm=self._gv_norm,
-                    gv={index[id(p)]: t for p, t in zip(self._gv_params, self._gv)})
+                    gv=self._gv.state_dict(index))
 
     def _load_extra_state(self, state: dict) -> None:
         params = [p for g in self.param_groups for p in g['params']]
@@ -102,8 +94,6 @@ class LookSAM(SAMBase):
                 raise ValueError(f'LookSAM checkpoint holds g_v for {len(gv)} tensors, the optimizer '
                                  f'has {len(params)} parameters: the model changed.')
             gv = dict(enumerate(gv))
-        order = sorted(gv)
-        self._gv_params = [params[i] for i in order]
-        self._gv = [gv[i].to(params[i].device, params[i].dtype).clone() for i in order]
+        self._gv.load_state_dict(gv, params)
         self.iteration = state['iteration']
         self._gv_norm = state['gv_norm']

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from ._distributed import all_reduce_mean_, broadcast_from_rank0
-from .base import GradGroup, Iteration, SAMBase, global_norm
-from .param_pairing import pair_by_param, same_params
+from .base import GradGroup, Iteration, SAMBase, flat_grads, flat_params, global_norm
+from .param_pairing import ParamBuffers
 from .schedule_rng import SharedRandom
 
 
@@ -121,8 +121,7 @@ class VSAM(SAMBase):
         self.reuse_count = 0         # non-SAM iterations since the last SAM step
         self.sam_iterations = 0
         self.rate_history: List[float] = []   # base_sr / K at each window start
-        self._psf: List[Tensor] = []
-        self._psf_params: List[Tensor] = []
+        self._psf = ParamBuffers()
 
     # -------------------------------------------------------------- schedule
     def _in_warmup(self) -> bool:
@@ -159,19 +158,12 @@ class VSAM(SAMBase):
         return global_norm(last)
 
     def _before_perturb(self, groups: List[GradGroup]) -> None:
-        params = [p for g in groups for p in g.params]
-        grads = [t for g in groups for t in g.grads]
-        if not same_params(self._psf_params, params):
-            self._psf = [torch.empty_like(t) for t in grads]
-            self._psf_params = params
-        torch._foreach_copy_(self._psf, grads)   # PSF buffer holds g until g_s arrives
+        self._psf.hold(flat_params(groups), flat_grads(groups))  # PSF buffer holds g until g_s arrives
 
     def _after_sam_step(self, groups: List[GradGroup], plan: Iteration, loss, loss_after) -> None:
         # PSF = g_s - g exists for the parameters with a gradient in both passes.
-        params, psf, grads = pair_by_param(self._psf_params, self._psf,
-                                           [p for g in groups for p in g.params],
-                                           [t for g in groups for t in g.grads])
-        self._psf_params, self._psf = params, psf
+        grads = self._psf.keep_common(flat_params(groups), flat_grads(groups))
+        psf = self._psf.tensors
         self.reuse_count = 0
         self.sam_iterations += 1
         if not psf:  # no parameter had a gradient in both passes: nothing to reuse or measure
@@ -194,9 +186,7 @@ class VSAM(SAMBase):
             return
         self.reuse_count += 1
         # g + beta^k PSF where a parameter has a stored PSF; plain g elsewhere.
-        _, grads, psf = pair_by_param([p for g in groups for p in g.params],
-                                      [t for g in groups for t in g.grads],
-                                      self._psf_params, self._psf)
+        grads, psf = self._psf.matching(flat_params(groups), flat_grads(groups))
         if grads:
             torch._foreach_add_(grads, psf, alpha=self.beta ** self.reuse_count)
 
@@ -213,7 +203,7 @@ class VSAM(SAMBase):
     # ------------------------------------------------------------ checkpoint
     def _extra_state(self) -> dict:
         index = self._param_index()
-        return dict(psf={index[id(p)]: t for p, t in zip(self._psf_params, self._psf)},
+        return dict(psf=self._psf.state_dict(index),
                     iteration=self.iteration, window_sam=self.window_sam,
                     reuse_count=self.reuse_count, sam_iterations=self.sam_iterations,
                     base_sr=self.base_sr, rate_history=list(self.rate_history),
@@ -221,10 +211,7 @@ class VSAM(SAMBase):
                     ratios=self.ratios.state_dict(), variances=self.variances.state_dict())
 
     def _load_extra_state(self, state: dict) -> None:
-        params = [p for g in self.param_groups for p in g['params']]
-        order = sorted(state['psf'])
-        self._psf_params = [params[i] for i in order]
-        self._psf = [state['psf'][i].to(params[i].device, params[i].dtype).clone() for i in order]
+        self._psf.load_state_dict(state['psf'], [p for g in self.param_groups for p in g['params']])
         for key in ('iteration', 'window_sam', 'reuse_count', 'sam_iterations', 'base_sr'):
             setattr(self, key, state[key])
         self.rate_history = list(state['rate_history'])

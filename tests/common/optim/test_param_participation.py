@@ -65,6 +65,18 @@ def test_grad_scaler_unscales_a_parameter_that_only_the_second_pass_reaches():
         torch.testing.assert_close((p.detach() - p0).double(), -LR * g, rtol=1e-5, atol=1e-7)
 
 
+def assert_next_step_of_b_is_plain_sgd(opt, b, x, t):
+    """The next step uses only ``b``: no SAM, and ``b`` moves by -lr times its float64 gradient."""
+    b_before = [p.detach().clone() for p in b.parameters()]
+    g_b = torch.autograd.grad(F.mse_loss(torch.tanh(b.double()(x.double())), t.double()),
+                              list(b.parameters()))
+    b.float()
+    opt.step(lambda: F.mse_loss(torch.tanh(b(x)), t))
+    assert not opt.last_iteration.sam
+    for p, p0, g in zip(b.parameters(), b_before, g_b):
+        torch.testing.assert_close((p.detach() - p0).double(), -LR * g, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize('name', ['LookSAM', 'VSAM'])
 def test_reused_state_is_not_added_to_another_parameter(name):
     """LookSAM k=2 / vSAM after a warm-up SAM step: the SAM step uses only a, the next only b.
@@ -81,14 +93,7 @@ def test_reused_state_is_not_added_to_another_parameter(name):
     opt.step(lambda: F.mse_loss(a(x), t))
     assert opt.last_iteration.sam
     a_after_sam = [p.detach().clone() for p in a.parameters()]
-    b_before = [p.detach().clone() for p in b.parameters()]
-    g_b = torch.autograd.grad(F.mse_loss(torch.tanh(b.double()(x.double())), t.double()),
-                              list(b.parameters()))
-    b.float()
-    opt.step(lambda: F.mse_loss(torch.tanh(b(x)), t))
-    assert not opt.last_iteration.sam
-    for p, p0, g in zip(b.parameters(), b_before, g_b):
-        torch.testing.assert_close((p.detach() - p0).double(), -LR * g, rtol=1e-5, atol=1e-7)
+    assert_next_step_of_b_is_plain_sgd(opt, b, x, t)
     for p, p0 in zip(a.parameters(), a_after_sam):
         assert torch.equal(p.detach(), p0), 'a had no gradient: it must not move'
 
@@ -101,14 +106,7 @@ def test_parameter_added_after_the_sam_step_steps_plainly(name):
            VSAM(a.parameters(), 'SGD', rho=RHO, lr=LR, warmup_steps=1, fixed_rate=0.02, seed=0))
     opt.step(lambda: F.mse_loss(a(x), t))
     opt.add_param_group(dict(params=list(b.parameters())))
-    b_before = [p.detach().clone() for p in b.parameters()]
-    g_b = torch.autograd.grad(F.mse_loss(torch.tanh(b.double()(x.double())), t.double()),
-                              list(b.parameters()))
-    b.float()
-    opt.step(lambda: F.mse_loss(torch.tanh(b(x)), t))
-    assert not opt.last_iteration.sam
-    for p, p0, g in zip(b.parameters(), b_before, g_b):
-        torch.testing.assert_close((p.detach() - p0).double(), -LR * g, rtol=1e-5, atol=1e-7)
+    assert_next_step_of_b_is_plain_sgd(opt, b, x, t)
 
 
 def test_overflow_in_a_parameter_only_the_second_pass_reaches_skips_the_step():
