@@ -36,12 +36,14 @@ class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs (any size works: global average pooling).
 
     Args:
-        depth: 20 (16/32/64 channels, 3 blocks per stage) or 18 (64..512, 2 blocks, 4 stages).
+        depth: 20 (16/32/64 channels, 3 blocks per stage), 8 (the same with 1 block per stage:
+            the n = 1 member of He et al.'s 6n+2 family, for CPU-scale runs) or 18 (64..512,
+            2 blocks, 4 stages).
         num_classes: Output classes.
         in_channels: Input channels (1 for the grey digits).
     """
 
-    SPECS = {20: ([16, 32, 64], [3, 3, 3]), 18: ([64, 128, 256, 512], [2, 2, 2, 2])}
+    SPECS = {8: ([16, 32, 64], [1, 1, 1]), 20: ([16, 32, 64], [3, 3, 3]), 18: ([64, 128, 256, 512], [2, 2, 2, 2])}
 
     def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3):
         super().__init__()

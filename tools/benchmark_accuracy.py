@@ -111,17 +111,35 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from machine_info import cpu_model  # noqa: E402
 
 DIGITS = osp.join(ROOT, 'configs', 'qat', 'digits')
+CIFAR10 = osp.join(ROOT, 'configs', 'qat', 'cifar10')
 RECIPES = {
-    'float': osp.join(DIGITS, 'smallcnn_1xb64-12e_digits.py'),
-    'w4a4': osp.join(DIGITS, 'lsq-w4a4_smallcnn_1xb64-10e_digits.py'),
-    'w2a2': osp.join(DIGITS, 'lsq-w2a2_smallcnn_1xb64-10e_digits.py'),
+    'digits': {
+        'float': osp.join(DIGITS, 'smallcnn_1xb64-12e_digits.py'),
+        'w4a4': osp.join(DIGITS, 'lsq-w4a4_smallcnn_1xb64-10e_digits.py'),
+        'w2a2': osp.join(DIGITS, 'lsq-w2a2_smallcnn_1xb64-10e_digits.py'),
+    },
+    'cifar10': {
+        'float': osp.join(CIFAR10, 'resnet8_1xb32-12e_cifar10-5k.py'),
+        'w4a4': osp.join(CIFAR10, 'lsq-w4a4_resnet8_1xb32-4e_cifar10-5k.py'),
+    },
 }
+PRECISIONS = ['float', 'w4a4', 'w2a2']
 #: Execution order: VSAM before RandomScheduleSAM (which takes vSAM's share), SGD first.
 OPTIMIZER_ORDER = ['SGD', 'SAM', 'AUSAM', 'UniformSubsetSAM', 'VSAM', 'RandomScheduleSAM', 'LookSAM']
 assert set(OPTIMIZER_ORDER) == {'SGD', *OPTIMIZERS}, 'a SAM-family optimizer is missing from the benchmark'
+#: AUSAM's own options as ablation rows (run with label noise only, float): name -> (class, options).
+ABLATIONS = {'AUSAM-IW': ('AUSAM', dict(importance_weighted=True)),
+             'AUSAM-EMA': ('AUSAM', dict(dlp_momentum=0.9))}
+ORDER = OPTIMIZER_ORDER + list(ABLATIONS)
 
-DEFAULTS = dict(noise=[0.0, 0.2, 0.4], seeds=[0, 1, 2], precision=['float', 'w4a4'],
-                epochs_float=24, epochs_qat=10, rho=0.2, alpha=0.5, ausam_ramp=0.15, vsam_warmup=0.1)
+DEFAULTS = {
+    'digits': dict(noise=[0.0, 0.2, 0.4], seeds=[0, 1, 2], precision=['float', 'w4a4'], optimizers=OPTIMIZER_ORDER,
+                   epochs_float=24, epochs_qat=10, rho=0.2, alpha=0.5, ausam_ramp=0.15, vsam_warmup=0.1,
+                   vsam_window=None, qat_noise=None),
+    'cifar10': dict(noise=[0.0, 0.4], seeds=[0, 1, 2], precision=['float', 'w4a4'], optimizers=ORDER,
+                    epochs_float=12, epochs_qat=4, rho=0.1, alpha=0.5, ausam_ramp=0.15, vsam_warmup=0.1,
+                    vsam_window=None, qat_noise=[0.4]),
+}
 
 
 # ------------------------------------------------------------------------ runs
@@ -137,6 +155,7 @@ class RunSpec:
         epochs: Training epochs (the cosine schedule spans them).
         sam: ``sam=dict(...)`` of ``SAMOptimWrapper`` (``None`` for SGD).
         start_from: QAT only: key of the float SGD run whose checkpoint QAT starts from.
+        dataset: ``'digits'`` or ``'cifar10'`` (left out of the digits keys, which predate it).
     """
 
     precision: str
@@ -146,26 +165,35 @@ class RunSpec:
     epochs: int
     sam: Optional[dict] = None
     start_from: Optional[str] = None
+    dataset: str = 'digits'
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        spec = dataclasses.asdict(self)
+        if self.dataset == 'digits':
+            del spec['dataset']
+        return spec
 
     @property
     def key(self) -> str:
         """Readable name plus a hash of the whole spec, so changed settings never reuse a result."""
         digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:8]
-        return f'{self.precision}-{self.optimizer}-noise{self.noise:g}-seed{self.seed}-e{self.epochs}-{digest}'
+        prefix = '' if self.dataset == 'digits' else f'{self.dataset}-'
+        return (f'{prefix}{self.precision}-{self.optimizer}-noise{self.noise:g}-seed{self.seed}-e{self.epochs}'
+                f'-{digest}')
 
 
 def sam_options(name: str, epochs: int, args, sam_prob: Optional[float] = None) -> Optional[dict]:
     """The ``sam=dict(...)`` of optimizer ``name`` (``None`` for SGD)."""
     if name == 'SGD':
         return None
-    options = dict(type=name, rho=args.rho)
-    if name in ('AUSAM', 'UniformSubsetSAM'):
-        options.update(alpha=args.alpha, ramp_epochs=round(args.ausam_ramp * epochs, 6))
+    cls, extra = ABLATIONS.get(name, (name, {}))
+    options = dict(type=cls, rho=args.rho)
+    if cls in ('AUSAM', 'UniformSubsetSAM'):
+        options.update(alpha=args.alpha, ramp_epochs=round(args.ausam_ramp * epochs, 6), **extra)
     elif name == 'VSAM':
         options.update(warmup_epochs=round(args.vsam_warmup * epochs, 6))
+        if args.vsam_window is not None:
+            options.update(window=args.vsam_window)
     elif name == 'RandomScheduleSAM':
         if sam_prob is None:
             raise ValueError('RandomScheduleSAM needs the SAM share of the vSAM run it is matched to.')
@@ -178,7 +206,7 @@ def with_dependencies(optimizers: List[str], precisions: List[str]):
     optimizers = set(optimizers)
     if 'RandomScheduleSAM' in optimizers:
         optimizers.add('VSAM')
-    ordered = [name for name in OPTIMIZER_ORDER if name in optimizers]
+    ordered = [name for name in ORDER if name in optimizers]
     return ordered, ['float'] + [p for p in precisions if p != 'float']
 
 
@@ -186,12 +214,16 @@ def planned_runs(args) -> List[tuple]:
     """(precision, optimizer, noise, seed) in execution order, dependencies first."""
     optimizers, precisions = with_dependencies(args.optimizers, args.precision)
     runs = []
+    qat_noise = args.noise if args.qat_noise is None else args.qat_noise
     for noise in args.noise:
         for seed in args.seeds:
             for precision in precisions:
+                if precision != 'float' and noise not in qat_noise:
+                    continue
                 names = optimizers if precision in args.precision else ['SGD']
                 if precision == 'float' and 'SGD' not in names:
                     names = ['SGD'] + names
+                names = [n for n in names if n not in ABLATIONS or (noise > 0 and precision == 'float')]
                 runs += [(precision, name, noise, seed) for name in names]
     return runs
 
@@ -204,14 +236,18 @@ def make_spec(precision: str, optimizer: str, noise: float, seed: int, args, don
         sam_prob = done[(precision, 'VSAM', noise, seed)]['sam_share']
     start_from = None if precision == 'float' else done[('float', 'SGD', noise, seed)]['key']
     return RunSpec(precision, optimizer, noise, seed, epochs, sam_options(optimizer, epochs, args, sam_prob),
-                   start_from)
+                   start_from, args.dataset)
 
 
 # ------------------------------------------------------------- one MMEngine run
-def build_config(spec: RunSpec, run_dir: str, start_checkpoint: Optional[str], name: str) -> Config:
+def build_config(spec: RunSpec, run_dir: str, start_checkpoint: Optional[str], name: str,
+                 data_root: Optional[str] = None) -> Config:
     """The recipe of ``spec.precision`` with the run's overrides (see the module docstring)."""
-    cfg = Config.fromfile(RECIPES[spec.precision])
+    cfg = Config.fromfile(RECIPES[spec.dataset][spec.precision])
     epochs = spec.epochs
+    if data_root is not None:
+        cfg.merge_from_dict({'train_dataloader.dataset.data_root': data_root,
+                             'test_dataloader.dataset.data_root': data_root})
     cfg.merge_from_dict({
         'work_dir': run_dir, 'experiment_name': name, 'randomness': dict(seed=spec.seed),
         'train_dataloader.dataset.noise_rate': spec.noise, 'train_dataloader.dataset.seed': spec.seed,
@@ -284,11 +320,12 @@ def release(runner) -> None:
         cls._instance_dict.pop(runner.experiment_name, None)
 
 
-def execute_run(spec: RunSpec, run_dir: str, start_checkpoint: Optional[str] = None) -> dict:
+def execute_run(spec: RunSpec, run_dir: str, start_checkpoint: Optional[str] = None,
+                data_root: Optional[str] = None) -> dict:
     """Train and test one run in this process; write and return its ``result.json``."""
     import_project_modules()
     os.makedirs(run_dir, exist_ok=True)
-    cfg = build_config(spec, run_dir, start_checkpoint, name=spec.key)  # the Runner appends a timestamp
+    cfg = build_config(spec, run_dir, start_checkpoint, name=spec.key, data_root=data_root)  # the Runner appends a timestamp
     probe = ProbeHook()
     runner = None
     with open(osp.join(run_dir, 'console.log'), 'w') as log, \
@@ -336,11 +373,13 @@ def config_summary(cfg: Config) -> dict:
                 quantization=cfg.model.get('quantization'), float_checkpoint=cfg.model.get('float_checkpoint'))
 
 
-def execute_isolated(spec: RunSpec, run_dir: str, start_checkpoint: Optional[str], threads: int) -> dict:
+def execute_isolated(spec: RunSpec, run_dir: str, start_checkpoint: Optional[str], threads: int,
+                     data_root: Optional[str] = None) -> dict:
     """``execute_run`` in a subprocess of this script (``--isolate``)."""
     os.makedirs(run_dir, exist_ok=True)
     job = osp.join(run_dir, 'job.json')
-    write_json(job, dict(spec=spec.as_dict(), run_dir=run_dir, start_checkpoint=start_checkpoint))
+    write_json(job, dict(spec=dataclasses.asdict(spec), run_dir=run_dir, start_checkpoint=start_checkpoint,
+                         data_root=data_root))
     command = [sys.executable, osp.abspath(__file__), '--worker', job, '--threads', str(threads)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -352,18 +391,69 @@ def execute_isolated(spec: RunSpec, run_dir: str, start_checkpoint: Optional[str
 def worker(job_path: str) -> None:
     """The ``--worker`` entry of ``--isolate``: one run from a job file."""
     job = read_json(job_path)
-    execute_run(RunSpec(**job['spec']), job['run_dir'], job['start_checkpoint'])
+    execute_run(RunSpec(**job['spec']), job['run_dir'], job['start_checkpoint'], job.get('data_root'))
 
 
 # ------------------------------------------------------------ the benchmark loop
+def run_groups(plan: List[tuple]) -> List[List[tuple]]:
+    """The plan split by (noise, seed): groups with no dependency between them, largest first."""
+    groups: Dict[tuple, List[tuple]] = {}
+    for run in plan:
+        groups.setdefault((run[2], run[3]), []).append(run)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def claim(claims_dir: str, group: List[tuple]) -> bool:
+    """Atomically claim ``group`` for this worker process (``--jobs``); False if another has it."""
+    noise, seed = group[0][2], group[0][3]
+    try:
+        os.close(os.open(osp.join(claims_dir, f'noise{noise:g}-seed{seed}'), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+
+def run_parallel(args) -> None:
+    """``--jobs N``: N worker processes of this script share the (noise, seed) groups.
+
+    Each worker claims a whole group (its runs depend on each other: QAT on the float SGD
+    checkpoint, RandomScheduleSAM on vSAM's share), runs it in-process with ``--threads``
+    threads and caches it as usual; the caller then collects everything from the cache.
+    """
+    claims_dir = osp.join(args.out_dir, 'claims')
+    shutil.rmtree(claims_dir, ignore_errors=True)
+    os.makedirs(claims_dir)
+    workers = []
+    for i in range(args.jobs):
+        log = open(osp.join(args.out_dir, f'worker{i}.log'), 'w')
+        command = [sys.executable, osp.abspath(__file__), *args.argv, '--out-dir', args.out_dir, '--jobs', '1',
+                   '--claims', claims_dir] + (['--data-root', args.data_root] if args.data_root else [])
+        workers.append((subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log))
+    print(f'{args.jobs} workers; progress in {osp.join(args.out_dir, "worker*.log")}')
+    failed = []
+    for i, (process, log) in enumerate(workers):
+        if process.wait() != 0:
+            failed.append(i)
+        log.close()
+    if failed:
+        raise RuntimeError(f'workers {failed} failed; see {args.out_dir}/worker<N>.log')
+
+
 def run_all(args) -> List[dict]:
-    """Every planned run, from the cache where finished; returns the results in order."""
+    """Every planned run, from the cache where finished; returns the results in order.
+
+    With ``args.claims`` (a worker of ``--jobs``) only the groups this process claims run,
+    and nothing is returned.
+    """
     runs_dir = osp.join(args.out_dir, 'runs')
     done: Dict[tuple, dict] = {}
     plan = planned_runs(args)
-    bar = tqdm(plan, unit='run', dynamic_ncols=True)
+    groups = run_groups(plan) if args.claims is not None else [plan]
+    bar = tqdm(total=len(plan), unit='run', dynamic_ncols=True)
     fresh = 0
-    for precision, optimizer, noise, seed in bar:
+    for precision, optimizer, noise, seed in (run for group in groups
+                                              if args.claims is None or claim(args.claims, group)
+                                              for run in group):
         spec = make_spec(precision, optimizer, noise, seed, args, done)
         run_dir = osp.join(runs_dir, spec.key)
         bar.set_description(spec.key.rsplit('-', 1)[0])
@@ -373,15 +463,16 @@ def run_all(args) -> List[dict]:
                 shutil.rmtree(run_dir)
             start = None if spec.start_from is None else done[('float', 'SGD', noise, seed)]['checkpoint']
             if args.isolate:
-                result = execute_isolated(spec, run_dir, start, args.threads)
+                result = execute_isolated(spec, run_dir, start, args.threads, args.data_root)
             else:
-                result = execute_run(spec, run_dir, start)
+                result = execute_run(spec, run_dir, start, args.data_root)
             fresh += 1
         result['checkpoint'] = checkpoint_path(spec, run_dir)
         done[(precision, optimizer, noise, seed)] = result
+        bar.update()
         bar.set_postfix(top1=f'{result["top1"]:.1f}', new=fresh)
     bar.close()
-    print(f'{fresh} runs trained, {len(plan) - fresh} reused from {runs_dir}')
+    print(f'{fresh} runs trained, {bar.n - fresh} reused from {runs_dir}')
     return list(done.values())
 
 
@@ -410,7 +501,7 @@ def summarise(results: List[dict]) -> List[dict]:
     by_run = {(r['spec']['precision'], r['spec']['optimizer'], r['spec']['noise'], r['spec']['seed']): r
               for r in results}
     groups = sorted({(k[2], k[0], k[1]) for k in by_run},
-                    key=lambda g: (g[0], list(RECIPES).index(g[1]), OPTIMIZER_ORDER.index(g[2])))
+                    key=lambda g: (g[0], PRECISIONS.index(g[1]), ORDER.index(g[2])))
     rows = []
     for noise, precision, optimizer in groups:
         seeds = sorted(k[3] for k in by_run if k[:3] == (precision, optimizer, noise))
@@ -460,7 +551,7 @@ def claims(summary: List[dict], keep: float = 0.8, max_passes: float = 0.6) -> L
     """
     out = []
     for noise, precision in sorted({(r['noise'], r['precision']) for r in summary},
-                                   key=lambda k: (k[0], list(RECIPES).index(k[1]))):
+                                   key=lambda k: (k[0], PRECISIONS.index(k[1]))):
         rows = {r['optimizer']: r for r in summary if r['noise'] == noise and r['precision'] == precision}
 
         def add(claim, value, verdict):
@@ -558,7 +649,8 @@ def git_commit() -> Optional[str]:
 
 # ---------------------------------------------------------------------- plots
 COLOURS = {'SGD': 'tab:gray', 'SAM': 'tab:red', 'AUSAM': 'tab:blue', 'UniformSubsetSAM': 'tab:cyan',
-           'VSAM': 'tab:green', 'RandomScheduleSAM': 'tab:olive', 'LookSAM': 'tab:purple'}
+           'VSAM': 'tab:green', 'RandomScheduleSAM': 'tab:olive', 'LookSAM': 'tab:purple',
+           'AUSAM-IW': 'tab:brown', 'AUSAM-EMA': 'tab:pink'}
 
 
 def _panels(rows: int, cols: int, width: float = 4.2, height: float = 3.4):
@@ -568,7 +660,7 @@ def _panels(rows: int, cols: int, width: float = 4.2, height: float = 3.4):
 
 def plot_accuracy_vs_cost(summary: List[dict], path: str) -> None:
     """x: sample-passes relative to SGD, y: top-1 ± std; one panel per (noise, precision)."""
-    precisions = [p for p in RECIPES if any(r['precision'] == p for r in summary)]
+    precisions = [p for p in PRECISIONS if any(r['precision'] == p for r in summary)]
     noises = sorted({r['noise'] for r in summary})
     fig, axes = _panels(len(precisions), len(noises))
     for i, precision in enumerate(precisions):
@@ -642,7 +734,7 @@ def plot_vsam(results: List[dict], out_dir: str, path: str) -> None:
         panels.setdefault((r['spec']['precision'], r['spec']['noise']), []).append((r, b))
     if not panels:
         return
-    precisions = [p for p in RECIPES if any(k[0] == p for k in panels)]
+    precisions = [p for p in PRECISIONS if any(k[0] == p for k in panels)]
     noises = sorted({k[1] for k in panels})
     fig, axes = _panels(len(precisions), len(noises), width=4.8)
     for i, precision in enumerate(precisions):
@@ -676,7 +768,7 @@ def window_shares(flags: List[int], warmup: int, window: int):
 
 def _panel_order(item):
     (precision, noise), _ = item
-    return list(RECIPES).index(precision), noise
+    return PRECISIONS.index(precision), noise
 
 
 # ------------------------------------------------------------------------ main
@@ -693,27 +785,43 @@ def write_json(path: str, data) -> None:
 
 
 def parse_args(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--dataset', choices=list(RECIPES), default='digits')
+    dataset = pre.parse_known_args(argv)[0].dataset
+    defaults = DEFAULTS[dataset]
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--noise', type=float, nargs='+', default=DEFAULTS['noise'], help='label-noise rates')
-    p.add_argument('--seeds', type=int, nargs='+', default=DEFAULTS['seeds'])
-    p.add_argument('--precision', nargs='+', choices=list(RECIPES), default=DEFAULTS['precision'])
-    p.add_argument('--optimizers', nargs='+', choices=OPTIMIZER_ORDER, default=OPTIMIZER_ORDER,
-                   help='RandomScheduleSAM brings VSAM along (it takes its share)')
-    p.add_argument('--epochs-float', type=int, default=DEFAULTS['epochs_float'])
-    p.add_argument('--epochs-qat', type=int, default=DEFAULTS['epochs_qat'])
-    p.add_argument('--rho', type=float, default=DEFAULTS['rho'], help='rho of every SAM-family optimizer')
-    p.add_argument('--alpha', type=float, default=DEFAULTS['alpha'], help='AUSAM / UniformSubsetSAM subset share')
-    p.add_argument('--ausam-ramp', type=float, default=DEFAULTS['ausam_ramp'],
+    p.add_argument('--dataset', choices=list(RECIPES), default='digits',
+                   help='the other defaults below follow the data set (these are for --dataset %s)' % dataset)
+    p.add_argument('--data-root', help='where the CIFAR data is (default: the recipe\'s data/cifar)')
+    p.add_argument('--noise', type=float, nargs='+', default=defaults['noise'], help='label-noise rates')
+    p.add_argument('--qat-noise', type=float, nargs='+', default=defaults['qat_noise'],
+                   help='the noise rates at which QAT runs (default: all of --noise)')
+    p.add_argument('--seeds', type=int, nargs='+', default=defaults['seeds'])
+    p.add_argument('--precision', nargs='+', choices=PRECISIONS, default=defaults['precision'])
+    p.add_argument('--optimizers', nargs='+', choices=ORDER, default=defaults['optimizers'],
+                   help='RandomScheduleSAM brings VSAM along (it takes its share); AUSAM-IW / AUSAM-EMA '
+                        '(AUSAM\'s importance weighting / EMA of DLP) run with label noise, float only')
+    p.add_argument('--epochs-float', type=int, default=defaults['epochs_float'])
+    p.add_argument('--epochs-qat', type=int, default=defaults['epochs_qat'])
+    p.add_argument('--rho', type=float, default=defaults['rho'], help='rho of every SAM-family optimizer')
+    p.add_argument('--alpha', type=float, default=defaults['alpha'], help='AUSAM / UniformSubsetSAM subset share')
+    p.add_argument('--ausam-ramp', type=float, default=defaults['ausam_ramp'],
                    help="AUSAM's f_max ramp, as a share of the epochs")
-    p.add_argument('--vsam-warmup', type=float, default=DEFAULTS['vsam_warmup'],
+    p.add_argument('--vsam-warmup', type=float, default=defaults['vsam_warmup'],
                    help="vSAM's all-SAM warm-up, as a share of the epochs")
-    p.add_argument('--out-dir', default=osp.join('work_dirs', 'benchmark', 'accuracy'))
+    p.add_argument('--vsam-window', type=int, default=defaults['vsam_window'],
+                   help="vSAM's window K in iterations (default: the class's 50)")
+    p.add_argument('--out-dir', help='default work_dirs/benchmark/accuracy (digits), '
+                                     'work_dirs/benchmark/accuracy_cifar10 (cifar10)')
     p.add_argument('--force', action='store_true', help='redo runs that are cached')
     p.add_argument('--isolate', action='store_true', help='one subprocess per run')
+    p.add_argument('--jobs', type=int, default=1, help='worker processes sharing the (noise, seed) groups')
     p.add_argument('--threads', type=int, default=1, help='torch threads per run')
     p.add_argument('--worker', help=argparse.SUPPRESS)
+    p.add_argument('--claims', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.worker is None:
         if args.epochs_float < 1 or args.epochs_qat < 1:
             p.error('--epochs-float and --epochs-qat must be >= 1')
@@ -721,7 +829,14 @@ def parse_args(argv=None):
             p.error('--noise rates must lie in [0, 1)')
         if not 0 < args.alpha <= 1 or args.rho < 0:
             p.error('need 0 < --alpha <= 1 and --rho >= 0')
-        args.out_dir = osp.abspath(args.out_dir)
+        if args.jobs < 1:
+            p.error(f'--jobs must be >= 1, got {args.jobs}')
+        if any(p_ not in RECIPES[args.dataset] for p_ in args.precision):
+            p.error(f'--dataset {args.dataset} has recipes for {sorted(RECIPES[args.dataset])}, '
+                    f'not {args.precision}')
+        name = 'accuracy' if args.dataset == 'digits' else f'accuracy_{args.dataset}'
+        args.out_dir = osp.abspath(args.out_dir or osp.join('work_dirs', 'benchmark', name))
+        args.data_root = None if args.data_root is None else osp.abspath(args.data_root)
         args.noise, args.seeds = sorted(set(args.noise)), sorted(set(args.seeds))
     return args
 
@@ -733,10 +848,16 @@ def main(argv=None) -> None:
         worker(args.worker)
         return
     os.makedirs(args.out_dir, exist_ok=True)
+    if args.claims is not None:
+        run_all(args)
+        return
+    if args.jobs > 1:
+        run_parallel(args)
+        args.force = False  # the workers redid what --force asked for
     results = run_all(args)
     summary = summarise(results)
     claim_rows = claims(summary)
-    config = {k: v for k, v in vars(args).items() if k != 'worker'}
+    config = {k: v for k, v in vars(args).items() if k not in ('worker', 'claims', 'argv')}
     write_json(osp.join(args.out_dir, 'results.json'),
                dict(config=config, environment=environment(), summary=summary, claims=claim_rows, runs=results))
     table = markdown(summary, claim_rows, config)

@@ -1,5 +1,6 @@
 """Real data sets read from disk: CIFAR-10/100 (any form, decoded once) and ImageFolder trees."""
 import os.path as osp
+from typing import Optional
 
 import torch
 from mmengine.registry import DATASETS
@@ -50,13 +51,25 @@ class CIFARDataset(Dataset):
         noise_rate: Symmetric label noise on the training labels (the sample ids and the
             clean labels stay as they are; ``clean_labels`` keeps them).
         seed: Seed of the label noise.
+        subset_size: Keep only this many images, the same number of every class (the first
+            ``subset_size / num_classes`` of each class in the data's order, so every run and
+            seed sees the same images); sample ids are renumbered ``0 .. subset_size - 1``.
+            ``None``: all images.
+
+    Raises:
+        ValueError: ``subset_size`` is not a positive multiple of ``num_classes`` or exceeds
+            what a class has.
     """
 
     def __init__(self, data_root: str = 'data/cifar', num_classes: int = 10, split: str = 'train',
-                 noise_rate: float = 0.0, seed: int = 0):
+                 noise_rate: float = 0.0, seed: int = 0, subset_size: Optional[int] = None):
         arrays = load_cifar(data_root, num_classes, split)
-        self.images = torch.from_numpy(arrays.images).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
-        self.clean_labels = torch.from_numpy(arrays.labels)
+        images, labels = torch.from_numpy(arrays.images), torch.from_numpy(arrays.labels)
+        if subset_size is not None:
+            keep = balanced_subset(labels, num_classes, subset_size)
+            images, labels = images[keep], labels[keep]
+        self.images = images.permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
+        self.clean_labels = labels
         train = split == 'train'
         self.labels = (symmetric_noise(self.clean_labels, noise_rate, num_classes, seed)
                        if train and noise_rate else self.clean_labels)
@@ -72,6 +85,22 @@ class CIFARDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return pack_sample(image.float().div_(255), int(self.labels[index]), index)
+
+
+def balanced_subset(labels: torch.Tensor, num_classes: int, size: int) -> torch.Tensor:
+    """Indices of the first ``size / num_classes`` samples of every class, in ascending order."""
+    if size < num_classes or size % num_classes:
+        raise ValueError(f'subset_size must be a positive multiple of num_classes={num_classes} (the same '
+                         f'number of images per class), got {size}.')
+    per_class = size // num_classes
+    keep = []
+    for c in range(num_classes):
+        members = (labels == c).nonzero().flatten()
+        if len(members) < per_class:
+            raise ValueError(f'subset_size={size} needs {per_class} images of class {c}, the data has '
+                             f'{len(members)}; lower subset_size.')
+        keep.append(members[:per_class])
+    return torch.cat(keep).sort().values
 
 
 @DATASETS.register_module()
