@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The evidence in one command: accuracy against cost, then speed side by side.
 
-    python tools/benchmark.py                         # accuracy grid + speed (CPU, and CUDA if present)
+    python tools/benchmark.py                         # CIFAR-10 and digits grids + speed (CPU, and CUDA if present)
     python tools/benchmark.py --quick                 # every stage in miniature, a few minutes
     python tools/benchmark.py --stages speed          # only the speed tables
     python tools/benchmark.py --stages accuracy speed pose --publish docs/benchmarks
@@ -9,6 +9,10 @@
 
 Stages, in this order, each a script of its own that can also be run alone:
 
+* ``cifar`` (about 80 min on 2 CPU cores, two worker processes): ``tools/benchmark_accuracy.py
+  --dataset cifar10 --jobs 2``, the headline evidence: every optimizer and control on real
+  CIFAR-10 at CPU scale (ResNet-8, 2,000 images), clean and 40% label noise, float and
+  W4A4 QAT, 3 seeds. Needs the data in ``data/cifar`` (``tools/prepare_cifar.py``).
 * ``accuracy`` (about 1 h on 2 CPU cores): ``tools/benchmark_accuracy.py``, every
   optimizer and control on the embedded digits at 0/20/40% label noise, float and W4A4
   QAT, 3 seeds, at equal epochs; sample-passes and wall time per run. A re-run reuses
@@ -30,22 +34,23 @@ import datetime
 import json
 import os
 import os.path as osp
-import platform
 import shutil
 import subprocess
 import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from machine_info import cpu_name  # noqa: E402
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-STAGES = ('accuracy', 'speed', 'pose')
+sys.path.insert(0, ROOT)  # the repository root, for `common`
+from common.benchmark.environment import machine  # noqa: E402
+
+STAGES = ('cifar', 'accuracy', 'speed', 'pose')
 PRECISIONS = {'float': [], 'w4a4': ['--lsq-bits', '4']}
 #: vSAM's SAM share when no accuracy results exist (the share it reached on the digits grid).
 DEFAULT_SAM_SHARE = 0.12
-QUICK = dict(accuracy=['--noise', '0.4', '--seeds', '0', '--precision', 'float', 'w4a4',
+QUICK = dict(cifar=['--noise', '0.4', '--seeds', '0', '--precision', 'float', '--optimizers', 'SGD', 'SAM', 'AUSAM',
+                    '--epochs-float', '1'],
+             accuracy=['--noise', '0.4', '--seeds', '0', '--precision', 'float', 'w4a4',
                        '--epochs-float', '2', '--epochs-qat', '1'],
              speed=['--warmup', '1', '--iters', '1', '--repeats', '2', '--batch-size', '4',
                     '--optimizers', 'SGD', 'SAM', 'AUSAM', 'VSAM-fixed'],
@@ -78,12 +83,6 @@ def read(path: str) -> str:
         return f.read().strip()
 
 
-def machine() -> str:
-    """CPU model and core count, GPU if any, torch version."""
-    gpu = f', {torch.cuda.get_device_name(0)}' if torch.cuda.is_available() else ', no GPU'
-    return f'{cpu_name()}{gpu}, torch {torch.__version__}, Python {platform.python_version()}'
-
-
 def write_summary(out_dir: str, commands: dict, share: float) -> str:
     """``summary.md``: each stage's table under the command that produced it (``commands``, by file)."""
     date = datetime.datetime.now().astimezone().isoformat(timespec='minutes')
@@ -98,11 +97,13 @@ def write_summary(out_dir: str, commands: dict, share: float) -> str:
         cmd = commands.get(stem, '(command not recorded)')
         parts.append(f'### {device.upper()}, {precision}\n\n`{cmd}`\n\n![speed]({stem}.png)\n\n'
                      + read(osp.join(out_dir, stem + '.md')))
-    if osp.exists(osp.join(out_dir, 'accuracy', 'results.md')):
-        cmd = commands.get('accuracy', '(command not recorded)')
-        parts.append(f'## Accuracy against cost\n\n`{cmd}`\n\n![accuracy vs cost](accuracy/accuracy_vs_cost.png)\n'
-                     '![AUSAM](accuracy/ausam_behaviour.png)\n![vSAM](accuracy/vsam_behaviour.png)\n\n'
-                     + read(osp.join(out_dir, 'accuracy', 'results.md')))
+    for key, folder, title in (('cifar', 'accuracy_cifar10', 'Accuracy against cost: CIFAR-10'),
+                               ('accuracy', 'accuracy', 'Accuracy against cost: digits')):
+        if osp.exists(osp.join(out_dir, folder, 'results.md')):
+            cmd = commands.get(key, '(command not recorded)')
+            parts.append(f'## {title}\n\n`{cmd}`\n\n![accuracy vs cost]({folder}/accuracy_vs_cost.png)\n'
+                         f'![AUSAM]({folder}/ausam_behaviour.png)\n![vSAM]({folder}/vsam_behaviour.png)\n\n'
+                         + read(osp.join(out_dir, folder, 'results.md')))
     if osp.exists(osp.join(out_dir, 'pose', 'results.md')):
         cmd = commands.get('pose', '(command not recorded)')
         parts.append(f'## Pose\n\n`{cmd}`\n\n' + read(osp.join(out_dir, 'pose', 'results.md')))
@@ -116,7 +117,7 @@ def publish(out_dir: str, dest: str) -> None:
     """Copy summary.md and every stage's markdown, JSON and PNG results (not the runs) to ``dest``."""
     speed = osp.join(out_dir, 'speed')
     files = ['summary.md'] + [osp.join('speed', n) for n in (sorted(os.listdir(speed)) if osp.isdir(speed) else [])]
-    for stage in ('accuracy', 'pose'):
+    for stage in ('accuracy_cifar10', 'accuracy', 'pose'):
         files += [osp.join(stage, n) for n in ('results.md', 'results.json', 'accuracy_vs_cost.png',
                                                'ausam_behaviour.png', 'vsam_behaviour.png')]
     for name in files:
@@ -129,7 +130,7 @@ def publish(out_dir: str, dest: str) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument('--stages', nargs='*', choices=STAGES, default=['accuracy', 'speed'],
+    p.add_argument('--stages', nargs='*', choices=STAGES, default=['cifar', 'accuracy', 'speed'],
                    help='none: only rewrite summary.md (and publish) from earlier results')
     p.add_argument('--out-dir', help='default work_dirs/benchmark (work_dirs/benchmark_quick with --quick)')
     p.add_argument('--quick', action='store_true', help='every stage in miniature (a smoke run)')
@@ -155,6 +156,9 @@ def main(argv=None) -> None:
         with open(commands_file, 'w') as f:
             json.dump(commands, f, indent=1)
 
+    if 'cifar' in args.stages:
+        stage('cifar', 'benchmark_accuracy.py', ['--dataset', 'cifar10', '--jobs', '2',
+                                                 '--out-dir', osp.join(out, 'accuracy_cifar10')])
     if 'accuracy' in args.stages:
         stage('accuracy', 'benchmark_accuracy.py', ['--out-dir', osp.join(out, 'accuracy')])
     share = vsam_share(osp.join(out, 'accuracy', 'results.json'))

@@ -13,19 +13,17 @@ Runs execute one after another; wall times are comparable only on an otherwise i
 machine, sample-passes always are.
 """
 import argparse
-import json
 import os.path as osp
-import platform
-import statistics
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from demo import results  # noqa: E402
-from machine_info import cpu_name  # noqa: E402
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the repository root, for `common`
+from common.benchmark.environment import environment  # noqa: E402
+from common.benchmark.records import run_metric, write_json  # noqa: E402
+from common.benchmark.tables import pose_markdown  # noqa: E402
+
 CONFIG = 'configs/pose/demo/td-hm_res18_{}1xb32-12e_posedemo-96x64.py'
 VARIANTS = ('adam', 'sam', 'ausam', 'uniform', 'vsam')
 LABELS = dict(adam='Adam', sam='SAM', ausam='AUSAM', uniform='UniformSubsetSAM', vsam='vSAM')
@@ -42,23 +40,9 @@ def run(variant: str, seed: int, out_dir: str, epochs=None) -> dict:
     start = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True)
     wall = time.perf_counter() - start
-    ap, throughput = results(osp.join(ROOT, work_dir), 'coco/AP')
+    ap, throughput = run_metric(osp.join(ROOT, work_dir), 'coco/AP')
     return dict(variant=variant, seed=seed, ap=ap, images_per_s=throughput['images_per_s'], wall_s=wall,
                 passes_per_image=throughput['sample_passes'] / throughput['images'])
-
-
-def table(runs):
-    lines = ['| optimizer | COCO AP (mean ± std) | images/s | wall time | sample-passes / image |',
-             '|---|---:|---:|---:|---:|']
-    for variant in dict.fromkeys(r['variant'] for r in runs):
-        rs = [r for r in runs if r['variant'] == variant]
-        aps = [r['ap'] for r in rs]
-        spread = f' ± {statistics.stdev(aps):.3f}' if len(aps) > 1 else ''
-        lines.append(f'| {LABELS[variant]} | {statistics.mean(aps):.3f}{spread} '
-                     f'| {statistics.mean(r["images_per_s"] for r in rs):.1f} '
-                     f'| {statistics.mean(r["wall_s"] for r in rs):.0f} s '
-                     f'| {statistics.mean(r["passes_per_image"] for r in rs):.2f} |')
-    return '\n'.join(lines)
 
 
 def main():
@@ -70,13 +54,11 @@ def main():
     args = parser.parse_args()
     subprocess.run([sys.executable, 'tools/make_pose_demo_data.py'], cwd=ROOT, check=True)
     runs = [run(v, s, args.out_dir, args.epochs) for s in args.seeds for v in args.variants]
-    md = table(runs)
+    md = pose_markdown(runs, LABELS)
     print('\n' + md)
     with open(osp.join(ROOT, args.out_dir, 'results.md'), 'w') as f:
         f.write(md + '\n')
-    with open(osp.join(ROOT, args.out_dir, 'results.json'), 'w') as f:
-        json.dump(dict(runs=runs, command=sys.argv, machine=platform.platform(),
-                       processor=cpu_name(), date=time.strftime('%Y-%m-%d %H:%M')), f, indent=1)
+    write_json(osp.join(ROOT, args.out_dir, 'results.json'), dict(runs=runs, environment=environment(ROOT)))
 
 
 if __name__ == '__main__':

@@ -13,8 +13,6 @@ Stages:
      set (``tools/make_pose_demo_data.py`` writes it first), COCO AP by MMPose's CocoMetric.
 """
 import argparse
-import glob
-import json
 import os.path as osp
 import subprocess
 import sys
@@ -23,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import List
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the repository root, for `common`
+from common.benchmark.records import run_metric  # noqa: E402
 
 
 POSE_DEMO = 'configs/pose/demo/td-hm_res18_ausam-1xb32-12e_posedemo-96x64.py'
@@ -46,26 +46,6 @@ STAGES = [
 ]
 
 
-def latest_run(work_dir: str) -> str:
-    runs = sorted(d for d in glob.glob(osp.join(work_dir, '*')) if osp.isdir(osp.join(d, 'vis_data')))
-    if not runs:
-        raise FileNotFoundError(f'no run found in {work_dir}')
-    return runs[-1]
-
-
-def results(work_dir: str, metric: str):
-    """The last logged value of ``metric`` and the run's ``throughput.json`` (images/s,
-    sample-passes; see ``ThroughputHook``)."""
-    run = latest_run(work_dir)
-    value = None
-    with open(osp.join(run, 'vis_data', 'scalars.json')) as f:
-        for line in f:
-            record = json.loads(line)
-            value = record.get(metric, value)
-    with open(osp.join(run, 'throughput.json')) as f:
-        return value, json.load(f)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', choices=sorted({s.group for s in STAGES}), help='run one group of stages')
@@ -82,7 +62,7 @@ def main():
         subprocess.run(command, cwd=ROOT, check=True)
         seconds = time.perf_counter() - start
         name = osp.splitext(osp.basename(stage.config))[0]
-        value, throughput = results(osp.join(ROOT, 'work_dirs', name), stage.metric)
+        value, throughput = run_metric(osp.join(ROOT, 'work_dirs', name), stage.metric)
         rows.append((stage.title, stage.metric, value, throughput['images_per_s'], seconds))
     print('\n| stage | metric | value | train images/s | wall time |')
     print('|---|---|---:|---:|---:|')

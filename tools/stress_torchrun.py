@@ -35,10 +35,9 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from machine_info import cpu_name  # noqa: E402
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the repository root, for `common`
+from common.benchmark.environment import cpu_name  # noqa: E402
 TOY_DIR = osp.join(ROOT, 'tests', 'common', 'engine')  # toy_registered.py: ToyMLP, ToyData, ToyAccuracy
 NPROC = 2
 

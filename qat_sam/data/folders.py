@@ -55,6 +55,8 @@ class CIFARDataset(Dataset):
             ``subset_size / num_classes`` of each class in the data's order, so every run and
             seed sees the same images); sample ids are renumbered ``0 .. subset_size - 1``.
             ``None``: all images.
+        augment: Training split only: ``False`` turns the crop and flip off (a small subset
+            then overfits within a CPU budget, the regime where SAM's gain shows).
 
     Raises:
         ValueError: ``subset_size`` is not a positive multiple of ``num_classes`` or exceeds
@@ -62,7 +64,8 @@ class CIFARDataset(Dataset):
     """
 
     def __init__(self, data_root: str = 'data/cifar', num_classes: int = 10, split: str = 'train',
-                 noise_rate: float = 0.0, seed: int = 0, subset_size: Optional[int] = None):
+                 noise_rate: float = 0.0, seed: int = 0, subset_size: Optional[int] = None,
+                 augment: bool = True):
         arrays = load_cifar(data_root, num_classes, split)
         images, labels = torch.from_numpy(arrays.images), torch.from_numpy(arrays.labels)
         if subset_size is not None:
@@ -73,8 +76,8 @@ class CIFARDataset(Dataset):
         train = split == 'train'
         self.labels = (symmetric_noise(self.clean_labels, noise_rate, num_classes, seed)
                        if train and noise_rate else self.clean_labels)
-        self.transform = (T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]) if train
-                          else None)
+        self.transform = (T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()])
+                          if train and augment else None)
         self.metainfo = dict(classes=tuple(arrays.classes))
 
     def __len__(self):

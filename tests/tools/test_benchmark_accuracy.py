@@ -3,6 +3,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -75,3 +76,28 @@ def test_unknown_optimizer_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "invalid choice: 'Adam'" in err and 'AUSAM' in err
     assert not any(tmp_path.iterdir())
+
+
+def test_parallel_workers_give_the_serial_results_bit_for_bit(tmp_path):
+    args = ['--noise', '0.4', '--seeds', '0', '1', '--precision', 'float', '--optimizers', 'SGD', 'VSAM',
+            'RandomScheduleSAM', '--epochs-float', '1']
+    for name, extra in (('serial', []), ('parallel', ['--jobs', '2'])):
+        subprocess.run([sys.executable, TOOL, *args, *extra, '--out-dir', str(tmp_path / name)], cwd=ROOT,
+                       check=True, capture_output=True, text=True)
+    serial, parallel = (json.loads((tmp_path / n / 'results.json').read_text())['runs'] for n in ('serial', 'parallel'))
+    fields = ('key', 'top1', 'sample_passes', 'sam_share', 'iterations')
+    assert [[r[f] for f in fields] for r in parallel] == [[r[f] for f in fields] for r in serial]
+    assert len(serial) == 6
+    claims = sorted(p.name for p in (tmp_path / 'parallel' / 'claims').iterdir())
+    assert claims == ['noise0.4-seed0', 'noise0.4-seed1']  # each group ran once
+    logs = [(tmp_path / 'parallel' / f'worker{i}.log').read_text() for i in range(2)]
+    trained = [int(re.search(r'(\d+) runs trained', log).group(1)) for log in logs]
+    assert sum(trained) == 6  # which worker took which group depends on their start-up times
+
+
+def test_full_mode_is_the_paper_scale_cifar_grid():
+    args = load_tool('benchmark_accuracy').parse_args(['--full'])
+    assert (args.dataset, args.epochs_float, args.epochs_qat) == ('cifar10-full', 200, 90)
+    assert args.vsam_warmup == 0.015 and args.out_dir.endswith(osp.join('benchmark', 'accuracy_cifar10-full'))
+    cpu = load_tool('benchmark_accuracy').parse_args(['--dataset', 'cifar10'])
+    assert (cpu.epochs_float, cpu.epochs_qat, cpu.noise, cpu.qat_noise) == (25, 8, [0.0, 0.4], [0.4])

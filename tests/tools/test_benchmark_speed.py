@@ -28,7 +28,7 @@ from common.optim import SAM, VSAM, LookSAM  # noqa: E402
     (lambda p: LookSAM(p, 'SGD', lr=0.1, momentum=0.9, k=1), 3),
 ])
 def test_state_mib_counts_every_buffer_the_optimizer_holds(build, buffers):
-    state_mib = load_tool('benchmark_optimizers').state_mib
+    from common.benchmark.speed import state_mib
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
     params = list(model.parameters())

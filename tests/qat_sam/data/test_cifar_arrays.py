@@ -129,3 +129,27 @@ def test_cifar_dataset_keeps_uint8_in_memory_with_cifar_augmentation(tmp_path):
     padded = torch.nn.functional.pad(train.images[4], (4, 4, 4, 4))
     crops = [padded[:, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
     assert any(torch.equal(out, c) or torch.equal(out, c.flip(2)) for c in crops)
+
+
+def test_cifar_subset_is_class_balanced_the_same_for_every_seed_and_renumbered(tmp_path):
+    import torch
+    from qat_sam.data.folders import CIFARDataset
+    expected = write_folder(tmp_path / 'folder', per_class=3)
+    images, labels = expected['train']
+    full = CIFARDataset(data_root=str(tmp_path / 'folder'), split='train')
+    sub = CIFARDataset(data_root=str(tmp_path / 'folder'), split='train', subset_size=20, noise_rate=0.5, seed=3)
+    again = CIFARDataset(data_root=str(tmp_path / 'folder'), split='train', subset_size=20, seed=9)
+    # the first two images of every class (write_folder stores 3 per class, class-major)
+    keep = [c * 3 + i for c in range(10) for i in range(2)]
+    assert len(sub) == 20 and sub.clean_labels.tolist() == [labels[k] for k in keep]
+    torch.testing.assert_close(sub.images, full.images[keep])
+    torch.testing.assert_close(again.images, sub.images)  # the subset does not follow the seed
+    assert sub[19]['data_samples'].metainfo['sample_idx'] == 19
+    assert (sub.labels != sub.clean_labels).any()  # the noise applies to the subset's labels
+    plain = CIFARDataset(data_root=str(tmp_path / 'folder'), split='train', subset_size=20, augment=False)
+    for i in (0, 7, 19):  # no crop, no flip: the stored image itself
+        torch.testing.assert_close(plain[i]['inputs'], torch.from_numpy(images[keep[i]]).permute(2, 0, 1).float() / 255)
+    with pytest.raises(ValueError, match='subset_size must be a positive multiple of num_classes=10.*got 25'):
+        CIFARDataset(data_root=str(tmp_path / 'folder'), split='train', subset_size=25)
+    with pytest.raises(ValueError, match='subset_size=40 needs 4 images of class 0, the data has 3'):
+        CIFARDataset(data_root=str(tmp_path / 'folder'), split='train', subset_size=40)

@@ -1,0 +1,157 @@
+"""The accuracy grid's plan: recipes, run specs (the cache keys), optimizer settings, order.
+
+A run is (data set, precision, optimizer, noise rate, seed). Every optimizer trains the
+same recipe for the same epochs; the SAM family wraps the recipe's own SGD. QAT runs start
+from the float SGD run of the same noise rate and seed; RandomScheduleSAM takes the SAM
+share the vSAM run of the same precision, noise rate and seed reached. Both dependencies
+stay inside one (noise, seed) group, so groups can run in parallel.
+"""
+import dataclasses
+import hashlib
+import json
+import os.path as osp
+from typing import Dict, List, Optional
+
+from common.optim import OPTIMIZERS
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DIGITS = osp.join(ROOT, 'configs', 'qat', 'digits')
+CIFAR10 = osp.join(ROOT, 'configs', 'qat', 'cifar10')
+RECIPES = {
+    'digits': {
+        'float': osp.join(DIGITS, 'smallcnn_1xb64-12e_digits.py'),
+        'w4a4': osp.join(DIGITS, 'lsq-w4a4_smallcnn_1xb64-10e_digits.py'),
+        'w2a2': osp.join(DIGITS, 'lsq-w2a2_smallcnn_1xb64-10e_digits.py'),
+    },
+    'cifar10': {  # CPU scale: ResNet-8, 2,000 training images, batch 32
+        'float': osp.join(CIFAR10, 'resnet8_1xb32-25e_cifar10-2k.py'),
+        'w4a4': osp.join(CIFAR10, 'lsq-w4a4_resnet8_1xb32-8e_cifar10-2k.py'),
+    },
+    'cifar10-full': {  # the paper-scale recipes (--full): ResNet-20, all 50,000 images, GPU
+        'float': osp.join(CIFAR10, 'resnet20_1xb128-200e_cifar10.py'),
+        'w4a4': osp.join(CIFAR10, 'lsq-w4a4_resnet20_1xb128-90e_cifar10.py'),
+    },
+}
+PRECISIONS = ['float', 'w4a4', 'w2a2']
+OPTIMIZER_ORDER = ['SGD', 'SAM', 'AUSAM', 'UniformSubsetSAM', 'VSAM', 'RandomScheduleSAM', 'LookSAM']
+assert set(OPTIMIZER_ORDER) == {'SGD', *OPTIMIZERS}, 'a SAM-family optimizer is missing from the benchmark'
+ABLATIONS = {'AUSAM-IW': ('AUSAM', dict(importance_weighted=True)),
+             'AUSAM-EMA': ('AUSAM', dict(dlp_momentum=0.9))}
+ORDER = OPTIMIZER_ORDER + list(ABLATIONS)
+
+_CIFAR = dict(noise=[0.0, 0.4], seeds=[0, 1, 2], precision=['float', 'w4a4'], optimizers=ORDER,
+              epochs_float=25, epochs_qat=8, rho=0.1, alpha=0.5, ausam_ramp=0.15, vsam_warmup=0.1,
+              vsam_window=None, qat_noise=[0.4])
+#: Per data set; ``vsam_window`` None is the class default (the paper's K = 50), ``qat_noise``
+#: None runs QAT at every noise rate. ``cifar10-full``: the paper's 200 float / 90 QAT epochs,
+#: vSAM's warm-up of 3 epochs (1.5%), AUSAM's ramp of 30 epochs (15%).
+DEFAULTS = {
+    'digits': dict(noise=[0.0, 0.2, 0.4], seeds=[0, 1, 2], precision=['float', 'w4a4'], optimizers=OPTIMIZER_ORDER,
+                   epochs_float=24, epochs_qat=10, rho=0.2, alpha=0.5, ausam_ramp=0.15, vsam_warmup=0.1,
+                   vsam_window=None, qat_noise=None),
+    'cifar10': _CIFAR,
+    'cifar10-full': dict(_CIFAR, epochs_float=200, epochs_qat=90, vsam_warmup=0.015),
+}
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """One training run: everything that determines its result (and its cache key).
+
+    Attributes:
+        precision: ``'float'``, ``'w4a4'`` or ``'w2a2'``.
+        optimizer: ``'SGD'`` (plain ``OptimWrapper``) or a name of ``common.optim.OPTIMIZERS``.
+        noise: Symmetric label-noise rate of the training labels.
+        seed: Training seed and seed of the label noise.
+        epochs: Training epochs (the cosine schedule spans them).
+        sam: ``sam=dict(...)`` of ``SAMOptimWrapper`` (``None`` for SGD).
+        start_from: QAT only: key of the float SGD run whose checkpoint QAT starts from.
+        dataset: ``'digits'`` or ``'cifar10'`` (left out of the digits keys, which predate it).
+    """
+
+    precision: str
+    optimizer: str
+    noise: float
+    seed: int
+    epochs: int
+    sam: Optional[dict] = None
+    start_from: Optional[str] = None
+    dataset: str = 'digits'
+
+    def as_dict(self) -> dict:
+        spec = dataclasses.asdict(self)
+        if self.dataset == 'digits':
+            del spec['dataset']
+        return spec
+
+    @property
+    def key(self) -> str:
+        """Readable name plus a hash of the whole spec, so changed settings never reuse a result."""
+        digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        prefix = '' if self.dataset == 'digits' else f'{self.dataset}-'
+        return (f'{prefix}{self.precision}-{self.optimizer}-noise{self.noise:g}-seed{self.seed}-e{self.epochs}'
+                f'-{digest}')
+
+
+def sam_options(name: str, epochs: int, args, sam_prob: Optional[float] = None) -> Optional[dict]:
+    """The ``sam=dict(...)`` of optimizer ``name`` (``None`` for SGD)."""
+    if name == 'SGD':
+        return None
+    cls, extra = ABLATIONS.get(name, (name, {}))
+    options = dict(type=cls, rho=args.rho)
+    if cls in ('AUSAM', 'UniformSubsetSAM'):
+        options.update(alpha=args.alpha, ramp_epochs=round(args.ausam_ramp * epochs, 6), **extra)
+    elif name == 'VSAM':
+        options.update(warmup_epochs=round(args.vsam_warmup * epochs, 6))
+        if args.vsam_window is not None:
+            options.update(window=args.vsam_window)
+    elif name == 'RandomScheduleSAM':
+        if sam_prob is None:
+            raise ValueError('RandomScheduleSAM needs the SAM share of the vSAM run it is matched to.')
+        options.update(sam_prob=round(sam_prob, 6))
+    return options
+
+
+def with_dependencies(optimizers: List[str], precisions: List[str]):
+    """Optimizers and precisions to run: RandomScheduleSAM needs VSAM, QAT needs float SGD."""
+    optimizers = set(optimizers)
+    if 'RandomScheduleSAM' in optimizers:
+        optimizers.add('VSAM')
+    ordered = [name for name in ORDER if name in optimizers]
+    return ordered, ['float'] + [p for p in precisions if p != 'float']
+
+
+def planned_runs(args) -> List[tuple]:
+    """(precision, optimizer, noise, seed) in execution order, dependencies first."""
+    optimizers, precisions = with_dependencies(args.optimizers, args.precision)
+    runs = []
+    qat_noise = args.noise if args.qat_noise is None else args.qat_noise
+    for noise in args.noise:
+        for seed in args.seeds:
+            for precision in precisions:
+                if precision != 'float' and noise not in qat_noise:
+                    continue
+                names = optimizers if precision in args.precision else ['SGD']
+                if precision == 'float' and 'SGD' not in names:
+                    names = ['SGD'] + names
+                names = [n for n in names if n not in ABLATIONS or (noise > 0 and precision == 'float')]
+                runs += [(precision, name, noise, seed) for name in names]
+    return runs
+
+
+def make_spec(precision: str, optimizer: str, noise: float, seed: int, args, done: Dict[tuple, dict]) -> RunSpec:
+    """The spec of a planned run; ``done`` maps (precision, optimizer, noise, seed) to results."""
+    epochs = args.epochs_float if precision == 'float' else args.epochs_qat
+    sam_prob = None
+    if optimizer == 'RandomScheduleSAM':
+        sam_prob = done[(precision, 'VSAM', noise, seed)]['sam_share']
+    start_from = None if precision == 'float' else done[('float', 'SGD', noise, seed)]['key']
+    return RunSpec(precision, optimizer, noise, seed, epochs, sam_options(optimizer, epochs, args, sam_prob),
+                   start_from, args.dataset)
+
+
+def checkpoint_path(spec: RunSpec, run_dir: str) -> Optional[str]:
+    """Where the float SGD run leaves its checkpoint (``None`` for other runs)."""
+    if spec.precision == 'float' and spec.optimizer == 'SGD':
+        return osp.join(run_dir, f'epoch_{spec.epochs}.pth')
+    return None
