@@ -1,6 +1,7 @@
 """Every QAT recipe parses, builds its model, and says in its file name what it trains.
 
-Names follow MMEngine's habit: ``[lsq-wXaY_]<net>_<gpus>xb<batch>-<epochs>e_<data>[_<sam>].py``.
+Names follow MMEngine's habit: ``[lsq-wXaY_]<net>_<gpus>xb<batch>-<epochs>e_<data>[-<N>k][_<sam>].py``
+(``-<N>k``: a class-balanced subset of N thousand training images, the CPU-scale recipes).
 """
 import glob
 import os.path as osp
@@ -16,8 +17,9 @@ from qat_sam.quant import lsq_quantizers
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'qat')
 RECIPES = sorted(p for p in glob.glob(osp.join(ROOT, '*', '*.py')) if '_base_' not in p)
-NAME = re.compile(r'^(?:lsq-w(?P<wb>\d)a(?P<ab>\d)_)?(?P<net>resnet20|resnet18|smallcnn)_1xb(?P<batch>\d+)-'
-                  r'(?P<epochs>\d+)e_(?P<data>digits|cifar10|cifar100)(?:_(?P<sam>sam|ausam|vsam))?\.py$')
+NAME = re.compile(r'^(?:lsq-w(?P<wb>\d)a(?P<ab>\d)_)?(?P<net>resnet20|resnet18|resnet8|smallcnn)_1xb(?P<batch>\d+)-'
+                  r'(?P<epochs>\d+)e_(?P<data>digits|cifar10|cifar100)(?:-(?P<subset>\d+)k)?'
+                  r'(?:_(?P<sam>sam|ausam|vsam))?\.py$')
 SAM_TYPES = {None: None, 'sam': 'SAM', 'ausam': 'AUSAM', 'vsam': 'VSAM'}
 
 
@@ -42,6 +44,10 @@ def test_recipe_matches_its_name_and_builds(path):
     data = match['data']
     assert cfg.train_dataloader.dataset.type == ('DigitsDataset' if data == 'digits' else 'CIFARDataset')
     num_classes = 100 if data == 'cifar100' else 10
+    if match['net'].startswith('resnet'):
+        assert cfg.model.network.depth == int(match['net'][len('resnet'):])
+    subset = cfg.train_dataloader.dataset.get('subset_size')
+    assert subset == (int(match['subset']) * 1000 if match['subset'] else None)
     if data != 'digits':
         assert cfg.train_dataloader.dataset.num_classes == num_classes
         assert cfg.model.data_preprocessor.mean == cfg.data_preprocessor.mean
