@@ -12,5 +12,5 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-benchmark: setup  # the evidence in README.md (accuracy grid, then speed): about 2 h on 2 CPU cores
+benchmark: setup  # the evidence in README.md (CIFAR-10 and digits grids, then speed): about 3 h on 2 CPU cores
 	$(PY) tools/benchmark.py --publish docs/benchmarks

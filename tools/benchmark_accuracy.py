@@ -6,7 +6,7 @@ number of epochs, with symmetric label noise on the training labels (the test sp
 clean), for several seeds; QAT starts from the float SGD checkpoint of the same noise rate
 and seed. One command per data set reproduces everything:
 
-    python tools/benchmark_accuracy.py --dataset cifar10 --jobs 2   # 69 runs, about 65 min on 2 cores
+    python tools/benchmark_accuracy.py --dataset cifar10 --jobs 2   # 69 runs, about 70 min on 2 cores
     python tools/benchmark_accuracy.py                              # digits: 126 runs, 30-60 min
     python tools/benchmark_accuracy.py --full --jobs 8              # CIFAR-10 at paper scale, GPUs
 
@@ -18,7 +18,8 @@ and writes to ``--out-dir`` (default ``work_dirs/benchmark/accuracy_cifar10`` or
   work dir and ``behaviour.json`` (what the optimizer did each iteration);
 * ``results.json``: every run, the summaries, the claims, AUSAM's draw frequencies, the
   configuration and the environment (versions, CPU, date, command line, commit);
-* ``results.md``: the summary table, the claims table and the draw-frequency table;
+* ``results.md``: an overview (optimizers by column), the summary table, the claims table
+  and the draw-frequency table;
 * ``accuracy_vs_cost.png``, ``ausam_behaviour.png``, ``vsam_behaviour.png``.
 
 ``--jobs N`` starts N worker processes that share the (noise, seed) groups (a group's runs
@@ -36,10 +37,11 @@ DLP with beta 0.9) at noise 0.4. vSAM keeps the paper's window (K = 50 iteration
 windows after the warm-up) and scales its warm-up: the paper's 3 of 200 epochs (1.5%, 23
 windows) would be 24 iterations here, less than one window, so the warm-up is 10% of the
 epochs (158 iterations, 3 windows: enough SAM steps to fill the K-long buffers before the
-schedule starts).
+schedule starts; 51 iterations, one window, in the 8 QAT epochs, which start from a
+trained network).
 
-How the scale was chosen. Budget: about 65 minutes for 69 runs on 2 cores, i.e. about
-60,000 sample-passes per SGD run of ResNet-8 (590 images/s per core at batch 32; ResNet-20
+How the scale was chosen. Budget: about 70 minutes for 69 runs on 2 cores, i.e. about
+60,000 sample-passes per SGD run of ResNet-8 (the recipe: 25 x 2,000 = 50,000) (590 images/s per core at batch 32; ResNet-20
 runs 2.4x slower). The criterion was the issue's: SAM must beat SGD beyond the seed spread
 (rho and the setting chosen on SAM vs SGD alone, never on AUSAM or vSAM). Pilots (top-1 %,
 seeds 0 / 1):
@@ -58,8 +60,8 @@ the wrong labels) and SAM gains, as on the digits, where the gain needed 24 epoc
 
 ``--full``: the same grid on all 50,000 images with the paper-scale recipes
 (``resnet20_1xb128-200e_cifar10.py``, 200 epochs; ``lsq-w4a4_resnet20_1xb128-90e_cifar10.py``,
-90 epochs; crop and flip on; vSAM's warm-up 3 epochs, AUSAM's ramp 30 epochs), one GPU per
-worker. Expected time, an estimate (no GPU was lent to this project): a ResNet-20 epoch
+90 epochs; crop and flip on; rho 0.05 as in those recipes; vSAM's warm-up 3 epochs, AUSAM's
+ramp 15% of the epochs), one GPU per worker; it refuses to start without CUDA. Expected time, an estimate (no GPU was lent to this project): a ResNet-20 epoch
 takes about 5-10 s on one current GPU (loader-bound at 4 workers), the 69 runs are about
 90 SGD-run equivalents of 200 epochs (QAT included; SAM counted at twice SGD), so about
 25-50 GPU-hours: 3-6 hours with ``--jobs 8`` on 8 GPUs.
@@ -107,7 +109,7 @@ docs/algorithms.md suggests for short schedules.
 Runs execute in this process, one Runner after another (experiment names are unique,
 logger handlers are closed and MMEngine's named instances dropped after each run; each
 run's MMEngine log goes to ``runs/<run>/console.log``). ``--isolate`` runs each in a
-subprocess of this script instead. Both give the same top-1 bit for bit; eight 6-epoch
+fresh process instead (``python -m common.benchmark.mmengine_runs``). Both give the same top-1 bit for bit; eight 6-epoch
 float runs took 44-49 s in-process and 114-131 s isolated on this 2-core machine (each
 fresh process pays its imports and first-iteration warm-up, longer than a short run).
 Torch uses ``--threads`` (default 1) threads: on this 2-core machine, shared with other
@@ -123,7 +125,7 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # the repository root, for `common`
 from common.benchmark.accuracy_grid import run_all, run_parallel  # noqa: E402
-from common.benchmark.accuracy_plan import DEFAULTS, ORDER, PRECISIONS, RECIPES, ROOT  # noqa: E402
+from common.benchmark.accuracy_plan import ABLATIONS, DEFAULTS, ORDER, PRECISIONS, RECIPES, ROOT  # noqa: E402
 from common.benchmark.claims import claims, draw_frequencies, summarise  # noqa: E402
 from common.benchmark.environment import environment  # noqa: E402
 from common.benchmark.plots import plot_accuracy_vs_cost, plot_ausam, plot_vsam  # noqa: E402
@@ -133,22 +135,22 @@ from common.benchmark.tables import accuracy_markdown  # noqa: E402
 
 def parse_args(argv=None):
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument('--dataset', choices=['digits', 'cifar10'], default='digits')
+    pre.add_argument('--dataset', choices=['digits', 'cifar10'])
     pre.add_argument('--full', action='store_true')
     known = pre.parse_known_args(argv)[0]
-    dataset = 'cifar10-full' if known.full else known.dataset
+    dataset = 'cifar10-full' if known.full else known.dataset or 'digits'
     defaults = DEFAULTS[dataset]
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--dataset', choices=['digits', 'cifar10'], default='digits',
                    help='the other defaults below follow the data set (these are for %s)' % dataset)
     p.add_argument('--full', action='store_true',
-                   help='the CIFAR-10 grid at paper scale on GPUs (implies --dataset cifar10): ResNet-20, all 50,000 images, 200 float / 90 QAT epochs '
-                        '(about 60 GPU-hours on one H200 for the default grid; see the module docstring)')
-    p.add_argument('--data-root', help='where the CIFAR data is (default: the recipe\'s data/cifar)')
+                   help='the CIFAR-10 grid at paper scale on GPUs (implies --dataset cifar10): ResNet-20, all '
+                        '50,000 images, 200 float / 90 QAT epochs (an estimated 25-50 GPU-hours; see above)')
+    p.add_argument('--data-root', help='CIFAR-10 only: where the data is (default: data/cifar in the repository)')
     p.add_argument('--noise', type=float, nargs='+', default=defaults['noise'], help='label-noise rates')
     p.add_argument('--qat-noise', type=float, nargs='+', default=defaults['qat_noise'],
-                   help='the noise rates at which QAT runs (default: all of --noise)')
+                   help='the noise rates (of --noise) at which QAT runs; None: all of --noise')
     p.add_argument('--seeds', type=int, nargs='+', default=defaults['seeds'])
     p.add_argument('--precision', nargs='+', choices=PRECISIONS, default=defaults['precision'])
     p.add_argument('--optimizers', nargs='+', choices=ORDER, default=defaults['optimizers'],
@@ -162,10 +164,12 @@ def parse_args(argv=None):
                    help="AUSAM's f_max ramp, as a share of the epochs")
     p.add_argument('--vsam-warmup', type=float, default=defaults['vsam_warmup'],
                    help="vSAM's all-SAM warm-up, as a share of the epochs")
+    p.add_argument('--vsam-warmup-qat', type=float, default=defaults['vsam_warmup_qat'],
+                   help="vSAM's warm-up for QAT, as a share of the QAT epochs; None: --vsam-warmup")
     p.add_argument('--vsam-window', type=int, default=defaults['vsam_window'],
-                   help="vSAM's window K in iterations (default: the class's 50)")
-    p.add_argument('--out-dir', help='default work_dirs/benchmark/accuracy (digits), '
-                                     'work_dirs/benchmark/accuracy_cifar10 (cifar10)')
+                   help="vSAM's window K in iterations; None: the class's 50 (the paper's)")
+    p.add_argument('--out-dir', help='default work_dirs/benchmark/accuracy (digits), .../accuracy_cifar10 '
+                                     '(cifar10), .../accuracy_cifar10-full (--full)')
     p.add_argument('--force', action='store_true', help='redo runs that are cached')
     p.add_argument('--isolate', action='store_true', help='one subprocess per run')
     p.add_argument('--jobs', type=int, default=1, help='worker processes sharing the (noise, seed) groups')
@@ -174,7 +178,12 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.full:
-        args.dataset = 'cifar10-full'
+        if known.dataset == 'digits':
+            p.error('--full is the CIFAR-10 grid at paper scale; drop --dataset digits')
+        if not torch.cuda.is_available():
+            p.error('--full trains the paper-scale recipes (200 + 90 epochs per run) and needs CUDA GPUs; '
+                    'none is visible. On a CPU run --dataset cifar10 (the CPU-scale grid).')
+    args.dataset = dataset
     if args.epochs_float < 1 or args.epochs_qat < 1:
         p.error('--epochs-float and --epochs-qat must be >= 1')
     if any(not 0 <= n < 1 for n in args.noise):
@@ -184,11 +193,23 @@ def parse_args(argv=None):
     if args.jobs < 1:
         p.error(f'--jobs must be >= 1, got {args.jobs}')
     if any(p_ not in RECIPES[args.dataset] for p_ in args.precision):
-        p.error(f'--dataset {args.dataset} has recipes for {sorted(RECIPES[args.dataset])}, '
-                f'not {args.precision}')
+        p.error(f'{"--full" if args.full else "--dataset " + args.dataset} has recipes for '
+                f'{sorted(RECIPES[args.dataset])}, not {args.precision}')
+    if args.qat_noise is not None and not set(args.qat_noise) <= set(args.noise):
+        p.error(f'--qat-noise {args.qat_noise} must be rates of --noise {args.noise}')
+    if args.dataset == 'digits':
+        if args.data_root is not None:
+            p.error('--data-root is for --dataset cifar10; the digits are embedded')
+    else:
+        args.data_root = osp.abspath(args.data_root or osp.join(ROOT, 'data', 'cifar'))
+        if not osp.exists(args.data_root):
+            p.error(f'no CIFAR-10 data at {args.data_root}: run python tools/prepare_cifar.py --source '
+                    '<cifar10 tarball or folder> --out data/cifar, or give --data-root')
+    dropped = [n for n in args.optimizers if n in ABLATIONS] if max(args.noise) == 0 else []
+    if dropped:
+        print(f'note: {dropped} run with label noise only (--noise > 0); not in this grid', file=sys.stderr)
     name = 'accuracy' if args.dataset == 'digits' else f'accuracy_{args.dataset}'
     args.out_dir = osp.abspath(args.out_dir or osp.join('work_dirs', 'benchmark', name))
-    args.data_root = None if args.data_root is None else osp.abspath(args.data_root)
     args.noise, args.seeds = sorted(set(args.noise)), sorted(set(args.seeds))
     return args
 
@@ -200,6 +221,7 @@ def main(argv=None) -> None:
     if args.claims is not None:
         run_all(args)
         return
+    config = {k: v for k, v in vars(args).items() if k not in ('claims', 'argv')}
     if args.jobs > 1:
         run_parallel(args, osp.abspath(__file__), ROOT)
         args.force = False  # the workers redid what --force asked for
@@ -207,7 +229,6 @@ def main(argv=None) -> None:
     summary = summarise(results)
     claim_rows = claims(summary)
     draws = draw_frequencies(results, args.out_dir)
-    config = {k: v for k, v in vars(args).items() if k not in ('claims', 'argv')}
     write_json(osp.join(args.out_dir, 'results.json'),
                dict(config=config, environment=environment(ROOT), summary=summary, claims=claim_rows,
                     draw_frequencies=draws, runs=results))

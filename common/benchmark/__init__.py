@@ -2,7 +2,8 @@
 
 * :mod:`.environment`: what machine and software a result came from.
 * :mod:`.records`: JSON files written atomically, MMEngine run directories read back.
-* :mod:`.run_cache`: finished runs reused, independent groups shared by worker processes.
+* :mod:`.run_cache`: finished runs reused.
+* :mod:`.workers`: worker processes side by side, sharing groups of runs through claim files.
 * :mod:`.accuracy_plan`: the accuracy grid's recipes, run specs (the cache keys) and order.
 * :mod:`.mmengine_runs`: one accuracy run through MMEngine's Runner, with what the optimizer did.
 * :mod:`.accuracy_grid`: the grid executed, in this process or in parallel workers.
@@ -10,5 +11,6 @@
 * :mod:`.tables` and :mod:`.plots`: markdown tables and figures.
 * :mod:`.speed`: side-by-side step timing, pass counting and memory of the optimizers.
 
-Only :mod:`.mmengine_runs` and :mod:`.accuracy_grid` import MMEngine.
+MMEngine is imported by :mod:`.mmengine_runs` and :mod:`.accuracy_grid`, and lazily where a
+recipe is hashed or its version recorded.
 """

@@ -10,13 +10,15 @@ import os
 import os.path as osp
 import shutil
 import sys
+import tempfile
 from typing import Dict, List
 
 from tqdm import tqdm
 
 from .accuracy_plan import checkpoint_path, make_spec, planned_runs
 from .mmengine_runs import execute_isolated, execute_run
-from .run_cache import cached_result, claim, groups_by, run_workers
+from .run_cache import cached_result, groups_by
+from .workers import claim, run_workers
 
 
 def run_all(args) -> List[dict]:
@@ -62,9 +64,8 @@ def run_parallel(args, script: str, cwd: str) -> None:
 
     Progress goes to ``out_dir/worker<i>.log``; on CUDA each worker gets its own GPU.
     """
-    claims_dir = osp.join(args.out_dir, 'claims')
-    shutil.rmtree(claims_dir, ignore_errors=True)
-    os.makedirs(claims_dir)
+    os.makedirs(osp.join(args.out_dir, 'claims'), exist_ok=True)
+    claims_dir = tempfile.mkdtemp(prefix=f'{os.getpid()}-', dir=osp.join(args.out_dir, 'claims'))  # this call's
     command = [sys.executable, script, *args.argv, '--out-dir', args.out_dir, '--jobs', '1',
                '--claims', claims_dir] + (['--data-root', args.data_root] if args.data_root else [])
     print(f'{args.jobs} workers; progress in {osp.join(args.out_dir, "worker*.log")}', flush=True)

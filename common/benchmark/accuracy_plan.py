@@ -7,6 +7,7 @@ share the vSAM run of the same precision, noise rate and seed reached. Both depe
 stay inside one (noise, seed) group, so groups can run in parallel.
 """
 import dataclasses
+import functools
 import hashlib
 import json
 import os.path as osp
@@ -30,6 +31,7 @@ RECIPES = {
     'cifar10-full': {  # the paper-scale recipes (--full): ResNet-20, all 50,000 images, GPU
         'float': osp.join(CIFAR10, 'resnet20_1xb128-200e_cifar10.py'),
         'w4a4': osp.join(CIFAR10, 'lsq-w4a4_resnet20_1xb128-90e_cifar10.py'),
+        'w2a2': osp.join(CIFAR10, 'lsq-w2a2_resnet20_1xb128-90e_cifar10.py'),
     },
 }
 PRECISIONS = ['float', 'w4a4', 'w2a2']
@@ -41,16 +43,19 @@ ORDER = OPTIMIZER_ORDER + list(ABLATIONS)
 
 _CIFAR = dict(noise=[0.0, 0.4], seeds=[0, 1, 2], precision=['float', 'w4a4'], optimizers=ORDER,
               epochs_float=25, epochs_qat=8, rho=0.1, alpha=0.5, ausam_ramp=0.15, vsam_warmup=0.1,
-              vsam_window=None, qat_noise=[0.4])
-#: Per data set; ``vsam_window`` None is the class default (the paper's K = 50), ``qat_noise``
-#: None runs QAT at every noise rate. ``cifar10-full``: the paper's 200 float / 90 QAT epochs,
-#: vSAM's warm-up of 3 epochs (1.5%), AUSAM's ramp of 30 epochs (15%).
+              vsam_warmup_qat=None, vsam_window=None, qat_noise=[0.4])
+#: Per data set. ``vsam_warmup`` / ``ausam_ramp``: shares of the epochs; ``vsam_warmup_qat``
+#: None: the same share for QAT; ``vsam_window`` None: the class default (the paper's K = 50);
+#: ``qat_noise`` None: QAT at every noise rate. ``cifar10-full``: the paper-scale recipes'
+#: settings: 200 float / 90 QAT epochs, rho 0.05, vSAM's warm-up 3 epochs (1.5% of 200; 3 of
+#: 90 for QAT, as the vSAM QAT recipes), AUSAM's ramp 15% (30 float, 13.5 QAT epochs).
 DEFAULTS = {
     'digits': dict(noise=[0.0, 0.2, 0.4], seeds=[0, 1, 2], precision=['float', 'w4a4'], optimizers=OPTIMIZER_ORDER,
                    epochs_float=24, epochs_qat=10, rho=0.2, alpha=0.5, ausam_ramp=0.15, vsam_warmup=0.1,
-                   vsam_window=None, qat_noise=None),
+                   vsam_warmup_qat=None, vsam_window=None, qat_noise=None),
     'cifar10': _CIFAR,
-    'cifar10-full': dict(_CIFAR, epochs_float=200, epochs_qat=90, vsam_warmup=0.015),
+    'cifar10-full': dict(_CIFAR, epochs_float=200, epochs_qat=90, rho=0.05, vsam_warmup=0.015,
+                         vsam_warmup_qat=round(3 / 90, 6)),
 }
 
 
@@ -66,7 +71,11 @@ class RunSpec:
         epochs: Training epochs (the cosine schedule spans them).
         sam: ``sam=dict(...)`` of ``SAMOptimWrapper`` (``None`` for SGD).
         start_from: QAT only: key of the float SGD run whose checkpoint QAT starts from.
-        dataset: ``'digits'`` or ``'cifar10'`` (left out of the digits keys, which predate it).
+        dataset: ``'digits'``, ``'cifar10'`` or ``'cifar10-full'`` (left out of the digits
+            keys, which predate it).
+        recipe: A digest of the resolved recipe (``None`` for digits, whose keys predate it),
+            so that a changed recipe (subset, augmentation, network, learning rate) never
+            reuses a result.
     """
 
     precision: str
@@ -77,11 +86,14 @@ class RunSpec:
     sam: Optional[dict] = None
     start_from: Optional[str] = None
     dataset: str = 'digits'
+    recipe: Optional[str] = None
 
     def as_dict(self) -> dict:
         spec = dataclasses.asdict(self)
         if self.dataset == 'digits':
             del spec['dataset']
+        if self.recipe is None:
+            del spec['recipe']
         return spec
 
     @property
@@ -93,7 +105,8 @@ class RunSpec:
                 f'-{digest}')
 
 
-def sam_options(name: str, epochs: int, args, sam_prob: Optional[float] = None) -> Optional[dict]:
+def sam_options(name: str, epochs: int, args, sam_prob: Optional[float] = None,
+                precision: str = 'float') -> Optional[dict]:
     """The ``sam=dict(...)`` of optimizer ``name`` (``None`` for SGD)."""
     if name == 'SGD':
         return None
@@ -102,7 +115,9 @@ def sam_options(name: str, epochs: int, args, sam_prob: Optional[float] = None) 
     if cls in ('AUSAM', 'UniformSubsetSAM'):
         options.update(alpha=args.alpha, ramp_epochs=round(args.ausam_ramp * epochs, 6), **extra)
     elif name == 'VSAM':
-        options.update(warmup_epochs=round(args.vsam_warmup * epochs, 6))
+        share = args.vsam_warmup_qat if precision != 'float' and args.vsam_warmup_qat is not None \
+            else args.vsam_warmup
+        options.update(warmup_epochs=round(share * epochs, 6))
         if args.vsam_window is not None:
             options.update(window=args.vsam_window)
     elif name == 'RandomScheduleSAM':
@@ -146,8 +161,16 @@ def make_spec(precision: str, optimizer: str, noise: float, seed: int, args, don
     if optimizer == 'RandomScheduleSAM':
         sam_prob = done[(precision, 'VSAM', noise, seed)]['sam_share']
     start_from = None if precision == 'float' else done[('float', 'SGD', noise, seed)]['key']
-    return RunSpec(precision, optimizer, noise, seed, epochs, sam_options(optimizer, epochs, args, sam_prob),
-                   start_from, args.dataset)
+    recipe = None if args.dataset == 'digits' else recipe_digest(RECIPES[args.dataset][precision])
+    return RunSpec(precision, optimizer, noise, seed, epochs,
+                   sam_options(optimizer, epochs, args, sam_prob, precision), start_from, args.dataset, recipe)
+
+
+@functools.lru_cache(maxsize=None)
+def recipe_digest(path: str) -> str:
+    """A short hash of the recipe as MMEngine resolves it (its ``_base_`` files included)."""
+    from mmengine.config import Config
+    return hashlib.sha1(Config.fromfile(path).pretty_text.encode()).hexdigest()[:10]
 
 
 def checkpoint_path(spec: RunSpec, run_dir: str) -> Optional[str]:

@@ -4,14 +4,13 @@
 two optimizers' sample standard deviations over seeds. Costs are exact sample-passes
 (forward/backward passes counted per sample), relative to the same seed's run.
 """
-import os.path as osp
 import statistics
 from typing import Dict, List, Optional
 
 import torch
 
 from .accuracy_plan import ORDER, PRECISIONS
-from .records import read_json
+from .records import behaviour_runs
 
 #: Optimizers that draw a subset of each batch (their draws per sample are recorded).
 SUBSET_OPTIMIZERS = ('AUSAM', 'UniformSubsetSAM', 'AUSAM-IW', 'AUSAM-EMA')
@@ -131,12 +130,6 @@ def _beyond_verdict(g: dict) -> str:
 
 def _verdict(ok: bool) -> str:
     return 'holds' if ok else 'does not hold'
-
-
-def behaviour_runs(results: List[dict], optimizer: str, out_dir: str) -> List[tuple]:
-    """(result, behaviour.json) of every run of ``optimizer``, in result order."""
-    return [(r, read_json(osp.join(out_dir, 'runs', r['key'], 'behaviour.json')))
-            for r in results if r['spec']['optimizer'] == optimizer]
 
 
 def draw_frequency(behaviour: dict) -> Dict[str, float]:

@@ -59,4 +59,5 @@ def environment(root: str) -> dict:
 
 def osp_rel(path: str, root: str) -> str:
     """``path`` relative to ``root`` when inside it (a venv's python), else as it is."""
-    return os.path.relpath(path, root) if os.path.abspath(path).startswith(os.path.abspath(root)) else path
+    path, root = os.path.abspath(path), os.path.abspath(root)
+    return os.path.relpath(path, root) if os.path.commonpath([path, root]) == root else path

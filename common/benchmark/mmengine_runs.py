@@ -160,7 +160,7 @@ def config_summary(cfg: Config) -> dict:
 
 def execute_isolated(spec: RunSpec, run_dir: str, start_checkpoint: Optional[str], threads: int,
                      data_root: Optional[str] = None) -> dict:
-    """``execute_run`` in a subprocess of this script (``--isolate``)."""
+    """``execute_run`` in a fresh process (``--isolate``): ``python -m common.benchmark.mmengine_runs``."""
     os.makedirs(run_dir, exist_ok=True)
     job = osp.join(run_dir, 'job.json')
     write_json(job, dict(spec=dataclasses.asdict(spec), run_dir=run_dir, start_checkpoint=start_checkpoint,

@@ -1,4 +1,4 @@
-"""Figures of the accuracy grid: accuracy against cost, AUSAM's sampling, vSAM's schedule."""
+"""Figures: accuracy against cost, AUSAM's sampling, vSAM's schedule; speed relative to SGD."""
 from typing import List
 
 import matplotlib
@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from .accuracy_plan import PRECISIONS  # noqa: E402
-from .claims import behaviour_runs  # noqa: E402
+from .records import behaviour_runs  # noqa: E402
 
 
 COLOURS = {'SGD': 'tab:gray', 'SAM': 'tab:red', 'AUSAM': 'tab:blue', 'UniformSubsetSAM': 'tab:cyan',

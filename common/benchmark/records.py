@@ -1,8 +1,9 @@
-"""Result files: JSON written atomically, and what an MMEngine run directory holds."""
+"""Result files: JSON written atomically, what an MMEngine run directory holds, what runs did."""
 import glob
 import json
 import os
 import os.path as osp
+from typing import List
 
 
 def read_json(path: str):
@@ -35,3 +36,9 @@ def run_metric(work_dir: str, metric: str):
         for line in f:
             value = json.loads(line).get(metric, value)
     return value, read_json(osp.join(run, 'throughput.json'))
+
+
+def behaviour_runs(results: List[dict], optimizer: str, out_dir: str) -> List[tuple]:
+    """(result, behaviour.json) of every run of ``optimizer``, in result order."""
+    return [(r, read_json(osp.join(out_dir, 'runs', r['key'], 'behaviour.json')))
+            for r in results if r['spec']['optimizer'] == optimizer]

@@ -1,15 +1,10 @@
-"""Finished runs are reused; independent groups of runs are shared out to worker processes.
+"""Finished runs are reused: a run lives in ``runs/<key>/`` with its ``result.json``.
 
-A run lives in ``runs/<key>/`` with its ``result.json``; the key hashes everything that
-determines the result, so a run whose settings changed is never reused. Worker processes
-take whole groups (runs that depend on each other) by creating a claim file atomically.
+The key hashes everything that determines the result, so a run whose settings changed is
+never reused; a run that did not finish has no ``result.json`` and is redone.
 """
-import os
 import os.path as osp
-import subprocess
-from typing import Dict, Hashable, Iterable, List, Optional, Sequence
-
-import torch
+from typing import Dict, Hashable, List, Optional, Sequence
 
 from .records import read_json
 
@@ -33,35 +28,3 @@ def groups_by(runs: Sequence, key) -> List[list]:
     for run in runs:
         groups.setdefault(key(run), []).append(run)
     return sorted(groups.values(), key=len, reverse=True)
-
-
-def claim(claims_dir: str, name: str) -> bool:
-    """Create ``claims_dir/name`` atomically: True for the one process that made it."""
-    try:
-        os.close(os.open(osp.join(claims_dir, name), os.O_CREAT | os.O_EXCL))
-    except FileExistsError:
-        return False
-    return True
-
-
-def run_workers(commands: Iterable[List[str]], cwd: str, log_dir: str) -> None:
-    """Run the commands side by side, each logging to ``log_dir/worker<i>.log``.
-
-    With CUDA devices, worker ``i`` sees only device ``i mod count`` (one GPU per worker).
-
-    Raises:
-        RuntimeError: a worker exited with an error (naming its log).
-    """
-    gpus = torch.cuda.device_count()
-    workers = []
-    for i, command in enumerate(commands):
-        env = dict(os.environ, **({'CUDA_VISIBLE_DEVICES': str(i % gpus)} if gpus else {}))
-        log = open(osp.join(log_dir, f'worker{i}.log'), 'w')
-        workers.append((subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    failed = []
-    for i, (process, log) in enumerate(workers):
-        if process.wait() != 0:
-            failed.append(osp.join(log_dir, f'worker{i}.log'))
-        log.close()
-    if failed:
-        raise RuntimeError(f'{len(failed)} worker(s) failed; see {", ".join(failed)}')

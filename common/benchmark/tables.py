@@ -6,11 +6,13 @@ import torch
 
 
 def accuracy_markdown(summary: List[dict], claim_rows: List[dict], config: dict, draws: List[dict] = ()) -> str:
-    """``results.md``: the summary table, the claims table and how they were made."""
+    """``results.md``: the overview, the summary table, the claims table (with how they were
+    made) and, with ``draws``, the subset optimizers' draw frequencies."""
     def ratio(x):
         return '-' if x is None else f'{x:.2f}x'
 
-    lines = ['| noise | precision | optimizer | top-1 mean ± std | passes vs SGD | passes vs SAM | time vs SGD '
+    lines = [overview_markdown(summary), '',
+             '| noise | precision | optimizer | top-1 mean ± std | passes vs SGD | passes vs SAM | time vs SGD '
              '| SAM share |', '|---:|---|---|---:|---:|---:|---:|---:|']
     for r in summary:
         lines.append(f'| {r["noise"]:g} | {r["precision"]} | {r["optimizer"]} | {r["top1_mean"]:.2f} ± '
@@ -30,6 +32,32 @@ def accuracy_markdown(summary: List[dict], claim_rows: List[dict], config: dict,
     if draws:
         lines += ['', draws_markdown(draws)]
     return '\n'.join(lines) + '\n'
+
+
+def overview_markdown(summary: List[dict]) -> str:
+    """One row per optimizer, one column per (precision, noise): top-1 mean ± std over seeds,
+    then sample-passes and train time relative to SGD (mean over the columns, per precision)."""
+    from .accuracy_plan import ORDER, PRECISIONS
+    columns = sorted({(r['precision'], r['noise']) for r in summary}, key=lambda c: (PRECISIONS.index(c[0]), c[1]))
+    precisions = [p for p in PRECISIONS if any(c[0] == p for c in columns)]
+    cells = {(r['optimizer'], r['precision'], r['noise']): r for r in summary}
+    head = [f'{p}, noise {n:g}' for p, n in columns]
+    lines = ['| optimizer | ' + ' | '.join(head) + f' | sample-passes vs SGD ({" / ".join(precisions)}) '
+             f'| train time vs SGD ({" / ".join(precisions)}) |',
+             '|---|' + '---:|' * (len(columns) + 2)]
+
+    def relative(optimizer, precision, key):
+        values = [cells[(optimizer, p, n)][key] for p, n in columns
+                  if p == precision and (optimizer, p, n) in cells and cells[(optimizer, p, n)][key] is not None]
+        return f'{statistics.mean(values):.2f}' if values else '-'
+
+    for optimizer in [o for o in ORDER if any(k[0] == o for k in cells)]:
+        row = [f'{cells[(optimizer, p, n)]["top1_mean"]:.2f} ± {cells[(optimizer, p, n)]["top1_std"]:.2f}'
+               if (optimizer, p, n) in cells else '-' for p, n in columns]
+        passes = ' / '.join(relative(optimizer, p, 'passes_vs_SGD') for p in precisions)
+        times = ' / '.join(relative(optimizer, p, 'time_vs_SGD') for p in precisions)
+        lines.append(f'| {optimizer} | ' + ' | '.join(row) + f' | {passes} | {times} |')
+    return '\n'.join(lines)
 
 
 def draws_markdown(draws: List[dict]) -> str:

@@ -95,9 +95,24 @@ def test_parallel_workers_give_the_serial_results_bit_for_bit(tmp_path):
     assert sum(trained) == 6  # which worker took which group depends on their start-up times
 
 
-def test_full_mode_is_the_paper_scale_cifar_grid():
-    args = load_tool('benchmark_accuracy').parse_args(['--full'])
-    assert (args.dataset, args.epochs_float, args.epochs_qat) == ('cifar10-full', 200, 90)
-    assert args.vsam_warmup == 0.015 and args.out_dir.endswith(osp.join('benchmark', 'accuracy_cifar10-full'))
-    cpu = load_tool('benchmark_accuracy').parse_args(['--dataset', 'cifar10'])
+def test_full_mode_needs_a_gpu_and_cifar_needs_its_data(tmp_path, capsys, monkeypatch):
+    tool = load_tool('benchmark_accuracy')
+    monkeypatch.setattr(tool.torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--full'])
+    assert 'needs CUDA GPUs' in capsys.readouterr().err
+    monkeypatch.setattr(tool.torch.cuda, 'is_available', lambda: True)
+    args = tool.parse_args(['--full', '--data-root', str(tmp_path)])
+    assert (args.dataset, args.epochs_float, args.epochs_qat, args.rho) == ('cifar10-full', 200, 90, 0.05)
+    assert args.out_dir.endswith(osp.join('benchmark', 'accuracy_cifar10-full'))
+    cpu = tool.parse_args(['--dataset', 'cifar10', '--data-root', str(tmp_path)])
     assert (cpu.epochs_float, cpu.epochs_qat, cpu.noise, cpu.qat_noise) == (25, 8, [0.0, 0.4], [0.4])
+    for argv, message in ((['--dataset', 'cifar10', '--data-root', str(tmp_path / 'none')], 'no CIFAR-10 data at'),
+                          (['--data-root', str(tmp_path)], '--data-root is for --dataset cifar10'),
+                          (['--full', '--dataset', 'digits'], 'drop --dataset digits'),
+                          (['--dataset', 'cifar10', '--data-root', str(tmp_path), '--precision', 'w2a2'],
+                           "has recipes for ['float', 'w4a4']"),
+                          (['--noise', '0', '--qat-noise', '0.4'], 'must be rates of --noise')):
+        with pytest.raises(SystemExit):
+            tool.parse_args(argv)
+        assert message in capsys.readouterr().err

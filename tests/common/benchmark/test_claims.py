@@ -77,3 +77,15 @@ def test_draw_frequency_pools_samples_of_each_kind(tmp_path):
     assert (row['optimizer'], row['seeds']) == ('AUSAM', 2)
     assert row['clean'] == pytest.approx(clean) and row['mislabelled'] == pytest.approx(noisy)
     assert row['ratio'] == pytest.approx(noisy / clean)
+
+
+def test_overview_table_has_a_column_per_precision_and_noise():
+    from common.benchmark.tables import overview_markdown
+    results = [result(o, s, TOP1[o][s], PASSES[o]) for o in ('SGD', 'SAM') for s in range(3)]
+    results += [result(o, s, 50.0 + s, PASSES[o], noise=0.0) for o in ('SGD', 'SAM') for s in range(3)]
+    results += [result('SGD', s, 40.0, 100, precision='w4a4') for s in range(3)]
+    lines = overview_markdown(summarise(results)).splitlines()
+    assert lines[0] == ('| optimizer | float, noise 0 | float, noise 0.4 | w4a4, noise 0.4 | '
+                        'sample-passes vs SGD (float / w4a4) | train time vs SGD (float / w4a4) |')
+    assert lines[2] == '| SGD | 51.00 ± 1.00 | 80.00 ± 1.00 | 40.00 ± 0.00 | 1.00 / 1.00 | 1.00 / 1.00 |'
+    assert lines[3] == '| SAM | 51.00 ± 1.00 | 84.33 ± 0.58 | - | 2.00 / - | 1.00 / - |'

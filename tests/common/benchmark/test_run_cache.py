@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from common.benchmark.run_cache import cached_result, claim, groups_by, run_workers
+from common.benchmark.run_cache import cached_result, groups_by
+from common.benchmark.workers import claim, run_workers, visible_gpus
 
 
 def test_cached_result_needs_the_same_spec_and_the_files_later_runs_need(tmp_path):
@@ -35,3 +36,10 @@ def test_workers_run_side_by_side_and_a_failure_names_its_log(tmp_path):
     fail = [sys.executable, '-c', 'raise SystemExit(3)']
     with pytest.raises(RuntimeError, match=r'1 worker\(s\) failed; see .*worker1.log'):
         run_workers([write, fail], str(tmp_path), str(out))
+
+
+def test_workers_get_one_gpu_each_within_the_callers_mask(monkeypatch):
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '2, 3')
+    assert visible_gpus() == ['2', '3']
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+    assert visible_gpus() == []
