@@ -129,7 +129,7 @@ from common.benchmark.accuracy_plan import ABLATIONS, DEFAULTS, ORDER, PRECISION
 from common.benchmark.claims import claims, draw_frequencies, summarise  # noqa: E402
 from common.benchmark.environment import environment  # noqa: E402
 from common.benchmark.plots import plot_accuracy_vs_cost, plot_ausam, plot_vsam  # noqa: E402
-from common.benchmark.records import write_json  # noqa: E402
+from common.benchmark.records import read_json, write_json  # noqa: E402
 from common.benchmark.tables import accuracy_markdown  # noqa: E402
 
 
@@ -174,6 +174,8 @@ def parse_args(argv=None):
     p.add_argument('--isolate', action='store_true', help='one subprocess per run')
     p.add_argument('--jobs', type=int, default=1, help='worker processes sharing the (noise, seed) groups')
     p.add_argument('--threads', type=int, default=1, help='torch threads per run')
+    p.add_argument('--retabulate', action='store_true',
+                   help="only rewrite the tables and plots from --out-dir's results.json (no training)")
     p.add_argument('--claims', help=argparse.SUPPRESS)  # a worker of --jobs
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -216,6 +218,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.retabulate:
+        retabulate(args.out_dir)
+        return
     torch.set_num_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
     if args.claims is not None:
@@ -226,19 +231,36 @@ def main(argv=None) -> None:
         run_parallel(args, osp.abspath(__file__), ROOT)
         args.force = False  # the workers redid what --force asked for
     results = run_all(args)
+    print(report(args.out_dir, results, config, environment(ROOT)))
+
+
+def report(out_dir: str, results: list, config: dict, env: dict) -> str:
+    """Summaries, claims, draw frequencies, ``results.json``, ``results.md`` and the plots
+    from finished runs (whose ``runs/<key>/behaviour.json`` are in ``out_dir``); returns the
+    markdown."""
     summary = summarise(results)
     claim_rows = claims(summary)
-    draws = draw_frequencies(results, args.out_dir)
-    write_json(osp.join(args.out_dir, 'results.json'),
-               dict(config=config, environment=environment(ROOT), summary=summary, claims=claim_rows,
-                    draw_frequencies=draws, runs=results))
+    draws = draw_frequencies(results, out_dir)
+    write_json(osp.join(out_dir, 'results.json'), dict(config=config, environment=env, summary=summary,
+                                                       claims=claim_rows, draw_frequencies=draws, runs=results))
     table = accuracy_markdown(summary, claim_rows, config, draws)
-    with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
+    with open(osp.join(out_dir, 'results.md'), 'w') as f:
         f.write(table)
-    plot_accuracy_vs_cost(summary, osp.join(args.out_dir, 'accuracy_vs_cost.png'))
-    plot_ausam(results, args.out_dir, osp.join(args.out_dir, 'ausam_behaviour.png'))
-    plot_vsam(results, args.out_dir, osp.join(args.out_dir, 'vsam_behaviour.png'))
-    print(table)
+    plot_accuracy_vs_cost(summary, osp.join(out_dir, 'accuracy_vs_cost.png'))
+    plot_ausam(results, out_dir, osp.join(out_dir, 'ausam_behaviour.png'))
+    plot_vsam(results, out_dir, osp.join(out_dir, 'vsam_behaviour.png'))
+    return table
+
+
+def retabulate(out_dir: str) -> None:
+    """``--retabulate``: the tables and plots again from ``out_dir/results.json`` (its runs,
+    configuration and environment as they were; the date of this re-tabulation added)."""
+    path = osp.join(out_dir, 'results.json')
+    if not osp.isfile(path):
+        raise SystemExit(f'--retabulate: {path} not found; run the grid first')
+    data = read_json(path)
+    env = dict(data['environment'], retabulated=environment(ROOT)['date'])
+    print(report(out_dir, data['runs'], data['config'], env))
 
 
 if __name__ == '__main__':

@@ -88,8 +88,8 @@ def test_parallel_workers_give_the_serial_results_bit_for_bit(tmp_path):
     fields = ('key', 'top1', 'sample_passes', 'sam_share', 'iterations')
     assert [[r[f] for f in fields] for r in parallel] == [[r[f] for f in fields] for r in serial]
     assert len(serial) == 6
-    claims = sorted(p.name for p in (tmp_path / 'parallel' / 'claims').iterdir())
-    assert claims == ['noise0.4-seed0', 'noise0.4-seed1']  # each group ran once
+    (invocation,) = (tmp_path / 'parallel' / 'claims').iterdir()  # one folder per call of --jobs
+    assert sorted(p.name for p in invocation.iterdir()) == ['noise0.4-seed0', 'noise0.4-seed1']  # each ran once
     logs = [(tmp_path / 'parallel' / f'worker{i}.log').read_text() for i in range(2)]
     trained = [int(re.search(r'(\d+) runs trained', log).group(1)) for log in logs]
     assert sum(trained) == 6  # which worker took which group depends on their start-up times
@@ -116,3 +116,14 @@ def test_full_mode_needs_a_gpu_and_cifar_needs_its_data(tmp_path, capsys, monkey
         with pytest.raises(SystemExit):
             tool.parse_args(argv)
         assert message in capsys.readouterr().err
+
+
+def test_retabulate_rewrites_the_reports_from_results_json(out_dir):
+    table = (out_dir / 'results.md').read_text()
+    (out_dir / 'results.md').unlink()
+    (out_dir / 'accuracy_vs_cost.png').unlink()
+    load_tool('benchmark_accuracy').main(['--retabulate', '--out-dir', str(out_dir)])
+    assert (out_dir / 'results.md').read_text() == table
+    assert (out_dir / 'accuracy_vs_cost.png').stat().st_size > 0
+    data = json.loads((out_dir / 'results.json').read_text())
+    assert 'retabulated' in data['environment'] and len(data['runs']) == 6
