@@ -49,7 +49,7 @@ PRECISIONS = {'float': [], 'w4a4': ['--lsq-bits', '4']}
 #: vSAM's SAM share when no accuracy results exist (the share it reached on the digits grid).
 DEFAULT_SAM_SHARE = 0.12
 QUICK = dict(cifar=['--noise', '0.4', '--seeds', '0', '--precision', 'float', '--optimizers', 'SGD', 'SAM', 'AUSAM',
-                    '--epochs-float', '1'],
+                    '--epochs-float', '2'],  # AUSAM draws subsets from epoch 1 on
              accuracy=['--noise', '0.4', '--seeds', '0', '--precision', 'float', 'w4a4',
                        '--epochs-float', '2', '--epochs-qat', '1'],
              speed=['--warmup', '1', '--iters', '1', '--repeats', '2', '--batch-size', '4',
@@ -104,8 +104,10 @@ def write_summary(out_dir: str, commands: dict, share: float) -> str:
                                ('accuracy', 'accuracy', 'Accuracy against cost: digits')):
         if osp.exists(osp.join(out_dir, folder, 'results.md')):
             cmd = commands.get(key, '(command not recorded)')
-            parts.append(f'## {title}\n\n`{cmd}`\n\n![accuracy vs cost]({folder}/accuracy_vs_cost.png)\n'
-                         f'![AUSAM]({folder}/ausam_behaviour.png)\n![vSAM]({folder}/vsam_behaviour.png)\n\n'
+            figures = [f'![{name}]({folder}/{name}.png)' for name in ('accuracy_vs_cost', 'ausam_behaviour',
+                                                                       'vsam_behaviour')
+                       if osp.exists(osp.join(out_dir, folder, f'{name}.png'))]
+            parts.append(f'## {title}\n\n`{cmd}`\n\n' + '\n'.join(figures) + '\n\n'
                          + read(osp.join(out_dir, folder, 'results.md')))
     if osp.exists(osp.join(out_dir, 'pose', 'results.md')):
         cmd = commands.get('pose', '(command not recorded)')

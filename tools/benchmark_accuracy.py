@@ -18,7 +18,7 @@ and writes to ``--out-dir`` (default ``work_dirs/benchmark/accuracy_cifar10`` or
   work dir and ``behaviour.json`` (what the optimizer did each iteration);
 * ``results.json``: every run, the summaries, the claims, AUSAM's draw frequencies, the
   configuration and the environment (versions, CPU, date, command line, commit);
-* ``results.md``: an overview (optimizers by column), the summary table, the claims table
+* ``results.md``: an overview (an optimizer per row, a column per precision and noise), the summary table, the claims table
   and the draw-frequency table;
 * ``accuracy_vs_cost.png``, ``ausam_behaviour.png``, ``vsam_behaviour.png``.
 
@@ -131,6 +131,7 @@ from common.benchmark.environment import environment  # noqa: E402
 from common.benchmark.plots import plot_accuracy_vs_cost, plot_ausam, plot_vsam  # noqa: E402
 from common.benchmark.records import read_json, write_json  # noqa: E402
 from common.benchmark.tables import accuracy_markdown  # noqa: E402
+from qat_sam.data.cifar_arrays import load_cifar  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -146,11 +147,12 @@ def parse_args(argv=None):
                    help='the other defaults below follow the data set (these are for %s)' % dataset)
     p.add_argument('--full', action='store_true',
                    help='the CIFAR-10 grid at paper scale on GPUs (implies --dataset cifar10): ResNet-20, all '
-                        '50,000 images, 200 float / 90 QAT epochs (an estimated 25-50 GPU-hours; see above)')
-    p.add_argument('--data-root', help='CIFAR-10 only: where the data is (default: data/cifar in the repository)')
+                        '50,000 images, 200 float / 90 QAT epochs (an estimated 25-50 GPU-hours)')
+    p.add_argument('--data-root', help='CIFAR-10 only: where the data is; None: data/cifar in the repository')
     p.add_argument('--noise', type=float, nargs='+', default=defaults['noise'], help='label-noise rates')
-    p.add_argument('--qat-noise', type=float, nargs='+', default=defaults['qat_noise'],
-                   help='the noise rates (of --noise) at which QAT runs; None: all of --noise')
+    p.add_argument('--qat-noise', type=float, nargs='+',
+                   help=f'the noise rates (of --noise) at which QAT runs (default: '
+                        f'{defaults["qat_noise"] or "all of --noise"}, where in --noise)')
     p.add_argument('--seeds', type=int, nargs='+', default=defaults['seeds'])
     p.add_argument('--precision', nargs='+', choices=PRECISIONS, default=defaults['precision'])
     p.add_argument('--optimizers', nargs='+', choices=ORDER, default=defaults['optimizers'],
@@ -168,8 +170,8 @@ def parse_args(argv=None):
                    help="vSAM's warm-up for QAT, as a share of the QAT epochs; None: --vsam-warmup")
     p.add_argument('--vsam-window', type=int, default=defaults['vsam_window'],
                    help="vSAM's window K in iterations; None: the class's 50 (the paper's)")
-    p.add_argument('--out-dir', help='default work_dirs/benchmark/accuracy (digits), .../accuracy_cifar10 '
-                                     '(cifar10), .../accuracy_cifar10-full (--full)')
+    p.add_argument('--out-dir', help='None: work_dirs/benchmark/accuracy (digits), .../accuracy_cifar10 '
+                                     '(cifar10) or .../accuracy_cifar10-full (--full) in the repository')
     p.add_argument('--force', action='store_true', help='redo runs that are cached')
     p.add_argument('--isolate', action='store_true', help='one subprocess per run')
     p.add_argument('--jobs', type=int, default=1, help='worker processes sharing the (noise, seed) groups')
@@ -199,19 +201,32 @@ def parse_args(argv=None):
                 f'{sorted(RECIPES[args.dataset])}, not {args.precision}')
     if args.qat_noise is not None and not set(args.qat_noise) <= set(args.noise):
         p.error(f'--qat-noise {args.qat_noise} must be rates of --noise {args.noise}')
+    if args.qat_noise is None and defaults['qat_noise'] is not None:
+        args.qat_noise = [n for n in defaults['qat_noise'] if n in args.noise]
+        if not args.qat_noise and set(args.precision) - {'float'}:
+            print(f'note: QAT runs at noise {defaults["qat_noise"]} by default, not in --noise {args.noise}; '
+                  'give --qat-noise for QAT rows', file=sys.stderr)
+    if args.threads < 1:
+        p.error(f'--threads must be >= 1, got {args.threads}')
     if args.dataset == 'digits':
         if args.data_root is not None:
             p.error('--data-root is for --dataset cifar10; the digits are embedded')
-    else:
+    elif not args.retabulate:  # the data is read once here, so that a wrong root fails now, not in a run
+        given = args.data_root is not None
         args.data_root = osp.abspath(args.data_root or osp.join(ROOT, 'data', 'cifar'))
-        if not osp.exists(args.data_root):
-            p.error(f'no CIFAR-10 data at {args.data_root}: run python tools/prepare_cifar.py --source '
-                    '<cifar10 tarball or folder> --out data/cifar, or give --data-root')
+        try:
+            test = load_cifar(args.data_root, 10, 'test')
+        except (FileNotFoundError, ValueError) as error:
+            p.error(f'{"--data-root" if given else "the default data root"} {args.data_root} holds no CIFAR-10: '
+                    f'{error}')
+        if len(test.labels) != 10000:
+            print(f'note: {args.data_root} holds {len(test.labels)} test images, not CIFAR-10\'s 10,000',
+                  file=sys.stderr)
     dropped = [n for n in args.optimizers if n in ABLATIONS] if max(args.noise) == 0 else []
     if dropped:
         print(f'note: {dropped} run with label noise only (--noise > 0); not in this grid', file=sys.stderr)
     name = 'accuracy' if args.dataset == 'digits' else f'accuracy_{args.dataset}'
-    args.out_dir = osp.abspath(args.out_dir or osp.join('work_dirs', 'benchmark', name))
+    args.out_dir = osp.abspath(args.out_dir or osp.join(ROOT, 'work_dirs', 'benchmark', name))
     args.noise, args.seeds = sorted(set(args.noise)), sorted(set(args.seeds))
     return args
 
@@ -246,6 +261,9 @@ def report(out_dir: str, results: list, config: dict, env: dict) -> str:
     table = accuracy_markdown(summary, claim_rows, config, draws)
     with open(osp.join(out_dir, 'results.md'), 'w') as f:
         f.write(table)
+    for name in ('accuracy_vs_cost', 'ausam_behaviour', 'vsam_behaviour'):  # none stale from an earlier grid
+        if osp.exists(osp.join(out_dir, f'{name}.png')):
+            os.remove(osp.join(out_dir, f'{name}.png'))
     plot_accuracy_vs_cost(summary, osp.join(out_dir, 'accuracy_vs_cost.png'))
     plot_ausam(results, out_dir, osp.join(out_dir, 'ausam_behaviour.png'))
     plot_vsam(results, out_dir, osp.join(out_dir, 'vsam_behaviour.png'))

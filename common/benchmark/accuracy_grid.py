@@ -34,7 +34,7 @@ def run_all(args) -> List[dict]:
     mine = (run for group in groups
             if not args.claims or claim(args.claims, 'noise{:g}-seed{}'.format(*group[0][2:]))
             for run in group)
-    bar = tqdm(total=len(plan), unit='run', dynamic_ncols=True)
+    bar = tqdm(total=None if args.claims else len(plan), unit='run', dynamic_ncols=True)  # a worker: its groups
     fresh = 0
     for precision, optimizer, noise, seed in mine:
         spec = make_spec(precision, optimizer, noise, seed, args, done)
@@ -69,4 +69,7 @@ def run_parallel(args, script: str, cwd: str) -> None:
     command = [sys.executable, script, *args.argv, '--out-dir', args.out_dir, '--jobs', '1',
                '--claims', claims_dir] + (['--data-root', args.data_root] if args.data_root else [])
     print(f'{args.jobs} workers; progress in {osp.join(args.out_dir, "worker*.log")}', flush=True)
-    run_workers([command] * args.jobs, cwd, args.out_dir)
+    try:
+        run_workers([command] * args.jobs, cwd, args.out_dir)
+    finally:
+        shutil.rmtree(claims_dir, ignore_errors=True)

@@ -76,6 +76,7 @@ class RunSpec:
         recipe: A digest of the resolved recipe (``None`` for digits, whose keys predate it),
             so that a changed recipe (subset, augmentation, network, learning rate) never
             reuses a result.
+        data_root: Where the CIFAR data was read from (``None``: the recipe's; digits).
     """
 
     precision: str
@@ -87,13 +88,15 @@ class RunSpec:
     start_from: Optional[str] = None
     dataset: str = 'digits'
     recipe: Optional[str] = None
+    data_root: Optional[str] = None
 
     def as_dict(self) -> dict:
         spec = dataclasses.asdict(self)
         if self.dataset == 'digits':
             del spec['dataset']
-        if self.recipe is None:
-            del spec['recipe']
+        for optional in ('recipe', 'data_root'):
+            if spec[optional] is None:
+                del spec[optional]
         return spec
 
     @property
@@ -163,7 +166,8 @@ def make_spec(precision: str, optimizer: str, noise: float, seed: int, args, don
     start_from = None if precision == 'float' else done[('float', 'SGD', noise, seed)]['key']
     recipe = None if args.dataset == 'digits' else recipe_digest(RECIPES[args.dataset][precision])
     return RunSpec(precision, optimizer, noise, seed, epochs,
-                   sam_options(optimizer, epochs, args, sam_prob, precision), start_from, args.dataset, recipe)
+                   sam_options(optimizer, epochs, args, sam_prob, precision), start_from, args.dataset, recipe,
+                   getattr(args, 'data_root', None))
 
 
 @functools.lru_cache(maxsize=None)

@@ -143,7 +143,7 @@ def draw_frequency(behaviour: dict) -> Dict[str, float]:
     out = {}
     for name, mask in (('clean', ~noisy), ('mislabelled', noisy)):
         appearances = int(seen[mask].sum())
-        out[name] = int(draws[mask].sum()) / appearances if appearances else float('nan')
+        out[name] = int(draws[mask].sum()) / appearances if appearances else None  # None: never drawn from
     return out
 
 
@@ -157,6 +157,8 @@ def draw_frequencies(results: List[dict], out_dir: str) -> List[dict]:
             if r['spec']['noise'] > 0:
                 groups.setdefault((r['spec']['noise'], r['spec']['precision']), []).append(draw_frequency(b))
         for (noise, precision), freqs in groups.items():
+            if any(f['clean'] is None or f['mislabelled'] is None for f in freqs):
+                continue  # a run without subset draws (one epoch: epoch 0 trains on whole batches)
             clean = statistics.mean(f['clean'] for f in freqs)
             noisy = statistics.mean(f['mislabelled'] for f in freqs)
             rows.append(dict(noise=noise, precision=precision, optimizer=optimizer, seeds=len(freqs),
