@@ -43,7 +43,7 @@ def test_valid_quantization_still_builds():
      {'split', 'image_size', 'channels', 'noise_rate', 'augment', 'seed'}),
     # Nothing is read before the check: no CIFAR or ImageFolder files are needed.
     (dict(type='CIFARDataset', data_root='nowhere', num_class=100), 'CIFARDataset', 'num_class', 'num_classes',
-     {'data_root', 'num_classes', 'split', 'noise_rate', 'seed'}),
+     {'data_root', 'num_classes', 'split', 'noise_rate', 'seed', 'subset_size', 'augment'}),
     (dict(type='ImageFolderDataset', data_root='nowhere', noise=0.2), 'ImageFolderDataset', 'noise', 'noise_rate',
      {'data_root', 'split', 'image_size', 'noise_rate', 'seed'}),
 ])
