@@ -9,7 +9,7 @@
 
 Stages, in this order, each a script of its own that can also be run alone:
 
-* ``cifar`` (about 70 min on 2 CPU cores, two worker processes): ``tools/benchmark_accuracy.py
+* ``cifar`` (about 75 min on 2 CPU cores, two worker processes): ``tools/benchmark_accuracy.py
   --dataset cifar10 --jobs 2``, the headline evidence: every optimizer and control on real
   CIFAR-10 at CPU scale (ResNet-8, 2,000 images), clean and 40% label noise, float and
   W4A4 QAT, 3 seeds. Needs the data in ``data/cifar`` (``tools/prepare_cifar.py``).
