@@ -211,9 +211,12 @@ def parse_args(argv=None):
     if args.dataset == 'digits':
         if args.data_root is not None:
             p.error('--data-root is for --dataset cifar10; the digits are embedded')
-    elif not args.retabulate:  # the data is read once here, so that a wrong root fails now, not in a run
+    else:
         given = args.data_root is not None
         args.data_root = osp.abspath(args.data_root or osp.join(ROOT, 'data', 'cifar'))
+    # The CIFAR data is read once here, so that a wrong root fails now, not in a run; not again in
+    # the --jobs workers (their caller read it) and not for --retabulate (no training).
+    if args.dataset != 'digits' and not args.retabulate and args.claims is None:
         try:
             test = load_cifar(args.data_root, 10, 'test')
         except (FileNotFoundError, ValueError) as error:

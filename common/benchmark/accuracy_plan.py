@@ -167,7 +167,7 @@ def make_spec(precision: str, optimizer: str, noise: float, seed: int, args, don
     recipe = None if args.dataset == 'digits' else recipe_digest(RECIPES[args.dataset][precision])
     return RunSpec(precision, optimizer, noise, seed, epochs,
                    sam_options(optimizer, epochs, args, sam_prob, precision), start_from, args.dataset, recipe,
-                   getattr(args, 'data_root', None))
+                   args.data_root)
 
 
 @functools.lru_cache(maxsize=None)

@@ -23,7 +23,7 @@ def test_digits_keys_match_the_published_results():
 
 
 def cifar_args(**overrides):
-    return argparse.Namespace(**dict(DEFAULTS['cifar10'], dataset='cifar10', **overrides))
+    return argparse.Namespace(**dict(DEFAULTS['cifar10'], dataset='cifar10', data_root=None, **overrides))
 
 
 def test_cifar_plan_has_every_row_the_stage_needs():
@@ -60,7 +60,7 @@ def test_cifar_specs_carry_the_data_set_and_the_ablation_options():
     assert make_spec('float', 'RandomScheduleSAM', 0.4, 1, args, done).sam['sam_prob'] == 0.25
     assert make_spec('w4a4', 'SAM', 0.4, 1, args, done).start_from == sgd.key
     full = make_spec('float', 'VSAM', 0.4, 1, argparse.Namespace(**dict(DEFAULTS['cifar10-full'],
-                                                                        dataset='cifar10-full')), {})
+                                                                        dataset='cifar10-full', data_root=None)), {})
     assert full.epochs == 200 and full.sam['warmup_epochs'] == 3.0 and full.key.startswith('cifar10-full-')
 
 
